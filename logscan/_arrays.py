@@ -1,0 +1,77 @@
+"""Array families at the front door: what an argument is, where it lives, how to give it back.
+
+Host arrays are NumPy arrays, or any object exposing ``__array_interface__``
+or a CPU ``__dlpack__`` (a torch CPU tensor, a JAX CPU array); they are viewed
+as NumPy without a copy and results go back to the caller's family. Device
+arrays expose ``__cuda_array_interface__`` or a CUDA ``__dlpack__``; they are
+handled by the GPU backends.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_DLPACK_CPU, _DLPACK_CUDA, _DLPACK_CUDA_HOST, _DLPACK_CUDA_MANAGED = 1, 2, 3, 13
+
+
+def device_of(caller, name, x):
+    """"cpu" or "cuda" for an array argument; TypeError for anything that is not an array."""
+    if isinstance(x, np.ndarray):
+        return "cpu"
+    if hasattr(x, "__cuda_array_interface__"):
+        return "cuda"
+    if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+        kind = int(x.__dlpack_device__()[0])
+        if kind == _DLPACK_CPU:
+            return "cpu"
+        if kind in (_DLPACK_CUDA, _DLPACK_CUDA_MANAGED):
+            return "cuda"
+        raise TypeError(f"{caller}: {name} lives on DLPack device type {kind}, which logscan does not support "
+                        f"(expected CPU or CUDA)")
+    if hasattr(x, "__array_interface__"):
+        return "cpu"
+    raise TypeError(f"{caller}: {name} must be an array (numpy.ndarray, or an object with "
+                    f"__array_interface__, __cuda_array_interface__ or __dlpack__), got {type(x).__name__}")
+
+
+def common_device(caller, named):
+    """The one device of all given (non-None) arrays; TypeError when host and device are mixed."""
+    devices = {name: device_of(caller, name, x) for name, x in named.items() if x is not None}
+    kinds = set(devices.values())
+    if len(kinds) > 1:
+        host = [n for n, d in devices.items() if d == "cpu"]
+        dev = [n for n, d in devices.items() if d == "cuda"]
+        raise TypeError(f"{caller}: cannot mix host and device arrays: {', '.join(host)} on the CPU, "
+                        f"{', '.join(dev)} on a CUDA device; move them to one place first")
+    return kinds.pop() if kinds else "cpu"
+
+
+def to_numpy(x):
+    """A NumPy view of a host array (no copy)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__dlpack__") and not hasattr(x, "__array_interface__"):
+        return np.from_dlpack(x)
+    return np.asarray(x)
+
+
+def like(result, template):
+    """Return ``result`` (NumPy) in the array family of ``template``, zero-copy where possible."""
+    if template is None or isinstance(template, np.ndarray) or result is None:
+        return result
+    root = type(template).__module__.split(".")[0]
+    if root == "torch":
+        return importlib.import_module("torch").from_dlpack(result)
+    if root in ("jax", "jaxlib"):
+        return importlib.import_module("jax.numpy").from_dlpack(result)
+    return result
+
+
+def check_float(caller, name, x):
+    """TypeError unless ``x`` has a real floating dtype logscan computes in."""
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{caller}: {name} must have a real floating dtype (float16, float32 or float64), "
+                        f"got {x.dtype}")

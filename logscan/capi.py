@@ -1,0 +1,304 @@
+"""The C-style core: every scan over raw buffers.
+
+Each operation is a flat function of plain values: data pointers (ints), the
+canonical shape ``(outer, T, inner)``, strides *in elements* (any sign, 0 for
+a broadcast input), a dtype name, and a caller-supplied output and
+workspace. Nothing here allocates memory the caller did not ask for; the
+calls are two-phase, as in C libraries:
+
+>>> import numpy as np
+>>> from logscan import capi
+>>> log_a = np.log(np.full((1, 4, 1), 0.5, np.float32))
+>>> log_b = np.zeros((1, 4, 1), np.float32)
+>>> out = np.empty_like(log_b)
+>>> nbytes = capi.workspace_size("log_scan", outer=1, T=4, inner=1, dtype="float32", backend="numpy")
+>>> workspace = np.empty(nbytes, np.uint8)
+>>> capi.log_scan(outer=1, T=4, inner=1, dtype="float32",
+...               log_a=log_a.ctypes.data, log_a_strides=(4, 1, 1),
+...               log_b=log_b.ctypes.data, log_b_strides=(4, 1, 1),
+...               out=out.ctypes.data, out_strides=(4, 1, 1),
+...               workspace=workspace.ctypes.data, workspace_bytes=nbytes, backend="numpy")
+>>> np.exp(out.ravel()).round(4).tolist()  # h = 1, 1.5, 1.75, 1.875
+[1.0, 1.5, 1.75, 1.875]
+
+A pointer of 0 stands for an absent optional buffer (``log_h0``, ``h0``,
+``grad_log_h0``). ``reverse=True`` scans from the end; it is expressed by
+negative time strides, so no buffer is ever flipped. ``float16`` buffers are
+computed in float32; the workspace then also holds float32 copies.
+
+The front door (:func:`logscan.scan` and friends) maps n-d arrays onto these
+calls; any other framework, or C code through ctypes, can call them directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from logscan import registry
+
+DTYPES = ("float16", "float32", "float64")
+# Per op: (T-indexed input buffers, T-indexed output buffers); the state
+# buffers (h0 and its gradient) are 2-D (outer, inner) and handled apart.
+_SIGNATURES = {
+    "log_scan": (("log_a", "log_b"), ("out",), "log_h0", None),
+    "linear_scan": (("a", "b"), ("out",), "h0", None),
+    "log_scan_backward": (("grad_log_h", "log_a", "log_b", "log_h"), ("grad_log_a", "grad_log_b"),
+                          "log_h0", "grad_log_h0"),
+    "linear_scan_backward": (("grad_h", "a", "b", "h"), ("grad_a", "grad_b"), "h0", "grad_h0"),
+}
+# The argument order of each backend function (see logscan.backends).
+_CALL_ORDER = {
+    "log_scan": ("log_a", "log_b", "log_h0", "out"),
+    "linear_scan": ("a", "b", "h0", "out"),
+    "log_scan_backward": ("grad_log_h", "log_a", "log_b", "log_h", "log_h0",
+                          "grad_log_a", "grad_log_b", "grad_log_h0"),
+    "linear_scan_backward": ("grad_h", "a", "b", "h", "h0", "grad_a", "grad_b", "grad_h0"),
+}
+_ALIGN = 64
+
+
+def compute_dtype(dtype) -> np.dtype:
+    """The dtype the kernels compute in: float16 is computed in float32."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+def _check_common(caller, op, outer, T, inner, dtype, method):
+    if op not in _SIGNATURES:
+        raise ValueError(f"{caller}: unknown op {op!r}; expected one of {sorted(_SIGNATURES)}")
+    for name, value in (("outer", outer), ("T", T), ("inner", inner)):
+        if not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{caller}: {name} must be a non-negative int, got {value!r}")
+    if str(np.dtype(dtype)) not in DTYPES:
+        raise TypeError(f"{caller}: dtype must be one of {DTYPES}, got {np.dtype(dtype)}")
+    if not isinstance(method, str):
+        raise TypeError(f"{caller}: method must be a str, got {type(method).__name__}")
+
+
+def _resolve(caller, op, outer, T, inner, dtype, method, backend, device):
+    """(backend module, concrete method) for this call."""
+    _name, module = registry.resolve(backend, device, caller=caller)
+    if method == "auto":
+        method = module.choose_method(op, compute_dtype(dtype), outer, T, inner)
+    elif method not in module.methods:
+        raise ValueError(f"{caller}: unknown method {method!r} for backend {_name!r}; "
+                         f"expected 'auto' or one of {list(module.methods)}")
+    return module, method
+
+
+def _aligned(nbytes):
+    return -(-nbytes // _ALIGN) * _ALIGN
+
+
+def _staging_bytes(op, dtype, outer, T, inner):
+    """Bytes of float32 staging copies needed for a float16 call (0 otherwise)."""
+    if np.dtype(dtype) != np.float16:
+        return 0
+    t_in, t_out, state, grad_state = _SIGNATURES[op]
+    n_seq = len(t_in) + len(t_out)
+    n_state = 1 + (grad_state is not None)
+    return n_seq * _aligned(4 * outer * T * inner) + n_state * _aligned(4 * outer * inner)
+
+
+def workspace_size(op, *, outer, T, inner, dtype, method="auto", backend="auto", device="cpu") -> int:
+    """Bytes of workspace a call of ``op`` needs with these sizes.
+
+    Parameters
+    ----------
+    op : {"log_scan", "log_scan_backward", "linear_scan", "linear_scan_backward"}
+    outer, T, inner : int
+        The canonical shape.
+    dtype : {"float16", "float32", "float64"}
+    method, backend : str
+        As in the call that will use the workspace.
+    device : {"cpu", "cuda"}
+        Where the buffers live.
+
+    Returns
+    -------
+    int
+        Bytes; pass a buffer at least this large as ``workspace``.
+    """
+    caller = "logscan.capi.workspace_size"
+    _check_common(caller, op, outer, T, inner, dtype, method)
+    module, method = _resolve(caller, op, outer, T, inner, dtype, method, backend, device)
+    kernel_bytes = module.workspace_size(op, compute_dtype(dtype), outer, T, inner, method)
+    return _aligned(kernel_bytes) + _staging_bytes(op, dtype, outer, T, inner)
+
+
+class _Carver:
+    """Hands out aligned pieces of the caller's workspace as arrays."""
+
+    def __init__(self, module, ptr, nbytes):
+        self.module, self.ptr, self.nbytes, self.used = module, ptr, nbytes, 0
+
+    def take(self, nbytes):
+        if self.used + nbytes > self.nbytes:
+            raise ValueError(f"workspace of {self.nbytes} bytes is too small (needs at least {self.used + nbytes})")
+        view = self.module.as_array(self.ptr + self.used, (nbytes,), (1,), np.uint8, True) if nbytes else None
+        self.used += _aligned(nbytes)
+        return view
+
+    def take_array(self, shape, dtype):
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        ptr = self.ptr + self.used
+        self.take(nbytes)
+        return self.module.as_array(ptr, shape, None, dtype, True)
+
+
+def _run(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backend, device,
+         workspace, workspace_bytes):
+    """Shared body of the four operations: views, float16 staging, reverse, dispatch."""
+    _check_common(caller, op, outer, T, inner, dtype, method)
+    module, method = _resolve(caller, op, outer, T, inner, dtype, method, backend, device)
+    t_in, t_out, state, grad_state = _SIGNATURES[op]
+    dtype = np.dtype(dtype)
+    shape3, shape2 = (outer, T, inner), (outer, inner)
+
+    def view(name, shape, writable):
+        ptr, strides = buffers[name]
+        if not ptr:
+            return None
+        return module.as_array(ptr, shape, strides, dtype, writable)
+
+    views = {name: view(name, shape3, False) for name in t_in}
+    views.update({name: view(name, shape3, True) for name in t_out})
+    views[state] = view(state, shape2, False)
+    if grad_state is not None:
+        views[grad_state] = view(grad_state, shape2, True) if views[state] is not None else None
+    for name in t_out:
+        if views[name] is None:
+            raise ValueError(f"{caller}: output buffer {name!r} is a null pointer")
+
+    if outer * inner == 0:
+        return
+    if T == 0:
+        if grad_state is not None and views[grad_state] is not None:
+            views[grad_state][...] = 0
+        return
+
+    carver = _Carver(module, workspace, workspace_bytes)
+    kernel_bytes = module.workspace_size(op, compute_dtype(dtype), outer, T, inner, method)
+    kernel_ws = carver.take(kernel_bytes)
+    # float16: compute on float32 staging copies carved from the workspace.
+    compute = dict(views)
+    if dtype == np.float16:
+        for name, v in views.items():
+            if v is None:
+                continue
+            staged = carver.take_array(v.shape, np.float32)
+            if name not in t_out and name != grad_state:
+                staged[...] = v
+            compute[name] = staged
+    if reverse:
+        for name in t_in + t_out:
+            compute[name] = compute[name][:, ::-1, :]
+
+    call_args = [compute[name] for name in _CALL_ORDER[op]]
+    getattr(module, op)(*call_args, method, kernel_ws)
+
+    if dtype == np.float16:
+        for name in t_out + ((grad_state,) if grad_state else ()):
+            if views.get(name) is not None:
+                staged = compute[name][:, ::-1, :] if (reverse and name in t_out) else compute[name]
+                views[name][...] = staged
+
+
+def log_scan(*, outer, T, inner, dtype, log_a, log_a_strides, log_b, log_b_strides, out, out_strides,
+             log_h0=0, log_h0_strides=(0, 0), reverse=False, method="auto", backend="auto", device="cpu",
+             workspace=0, workspace_bytes=0) -> None:
+    r"""Log-space scan over raw buffers.
+
+    Computes, for every ``o < outer``, ``i < inner`` and ``t < T``,
+
+    .. math:: \log h_t = \operatorname{logaddexp}(\log a_t + \log h_{t-1}, \log b_t),
+              \qquad \log h_{-1} = \log h_0 \ (\text{or } -\infty)
+
+    where element ``t`` of channel ``(o, i)`` of buffer ``x`` sits at
+    ``x + (o*s[0] + t*s[1] + i*s[2]) * itemsize``.
+
+    Parameters
+    ----------
+    outer, T, inner : int
+        Canonical shape.
+    dtype : {"float16", "float32", "float64"}
+        Element type of every buffer.
+    log_a, log_b, out : int
+        Data pointers; ``out`` may equal ``log_b`` (same strides) for in-place use.
+    log_a_strides, log_b_strides, out_strides : tuple of 3 int
+        Element strides.
+    log_h0 : int, optional
+        Pointer to the ``(outer, inner)`` initial state, or 0 for none.
+    log_h0_strides : tuple of 2 int
+    reverse : bool
+        Scan from ``t = T-1`` down to 0.
+    method, backend : str
+        As in :func:`logscan.scan`.
+    device : {"cpu", "cuda"}
+        Where the buffers live.
+    workspace, workspace_bytes : int
+        Scratch buffer of at least :func:`workspace_size` bytes (pointer 0 if that is 0).
+    """
+    buffers = {"log_a": (log_a, log_a_strides), "log_b": (log_b, log_b_strides), "out": (out, out_strides),
+               "log_h0": (log_h0, log_h0_strides)}
+    _run("logscan.capi.log_scan", "log_scan", buffers, outer=outer, T=T, inner=inner, dtype=dtype,
+         reverse=reverse, method=method, backend=backend, device=device,
+         workspace=workspace, workspace_bytes=workspace_bytes)
+
+
+def linear_scan(*, outer, T, inner, dtype, a, a_strides, b, b_strides, out, out_strides,
+                h0=0, h0_strides=(0, 0), reverse=False, method="auto", backend="auto", device="cpu",
+                workspace=0, workspace_bytes=0) -> None:
+    r"""Linear-space scan over raw buffers: :math:`h_t = a_t h_{t-1} + b_t`, :math:`h_{-1} = h_0` (or 0).
+
+    Parameters are those of :func:`log_scan` with ``a, b, h0`` in place of
+    ``log_a, log_b, log_h0``.
+    """
+    buffers = {"a": (a, a_strides), "b": (b, b_strides), "out": (out, out_strides), "h0": (h0, h0_strides)}
+    _run("logscan.capi.linear_scan", "linear_scan", buffers, outer=outer, T=T, inner=inner, dtype=dtype,
+         reverse=reverse, method=method, backend=backend, device=device,
+         workspace=workspace, workspace_bytes=workspace_bytes)
+
+
+def log_scan_backward(*, outer, T, inner, dtype, grad_log_h, grad_log_h_strides, log_a, log_a_strides,
+                      log_b, log_b_strides, log_h, log_h_strides, grad_log_a, grad_log_a_strides,
+                      grad_log_b, grad_log_b_strides, log_h0=0, log_h0_strides=(0, 0),
+                      grad_log_h0=0, grad_log_h0_strides=(0, 0), reverse=False, method="auto",
+                      backend="auto", device="cpu", workspace=0, workspace_bytes=0) -> None:
+    r"""Backward of :func:`log_scan` over raw buffers.
+
+    With :math:`g_t = \partial L/\partial \log h_t` and the weights
+    :math:`w_t = e^{\log a_t + \log h_{t-1} - \log h_t}`,
+    :math:`v_t = e^{\log b_t - \log h_t}` (both in [0, 1], taken as 0 where
+    :math:`\log h_t = -\infty`), it computes :math:`u_t = g_t + w_{t+1} u_{t+1}` and
+    writes :math:`\partial L/\partial \log a_t = u_t w_t`,
+    :math:`\partial L/\partial \log b_t = u_t v_t` and, when ``log_h0`` is given,
+    :math:`\partial L/\partial \log h_0 = u_0 w_0`.
+    ``log_h`` is the forward output. Other parameters as in :func:`log_scan`.
+    """
+    buffers = {"grad_log_h": (grad_log_h, grad_log_h_strides), "log_a": (log_a, log_a_strides),
+               "log_b": (log_b, log_b_strides), "log_h": (log_h, log_h_strides),
+               "grad_log_a": (grad_log_a, grad_log_a_strides), "grad_log_b": (grad_log_b, grad_log_b_strides),
+               "log_h0": (log_h0, log_h0_strides), "grad_log_h0": (grad_log_h0, grad_log_h0_strides)}
+    _run("logscan.capi.log_scan_backward", "log_scan_backward", buffers, outer=outer, T=T, inner=inner,
+         dtype=dtype, reverse=reverse, method=method, backend=backend, device=device,
+         workspace=workspace, workspace_bytes=workspace_bytes)
+
+
+def linear_scan_backward(*, outer, T, inner, dtype, grad_h, grad_h_strides, a, a_strides, b, b_strides,
+                         h, h_strides, grad_a, grad_a_strides, grad_b, grad_b_strides, h0=0,
+                         h0_strides=(0, 0), grad_h0=0, grad_h0_strides=(0, 0), reverse=False,
+                         method="auto", backend="auto", device="cpu", workspace=0,
+                         workspace_bytes=0) -> None:
+    r"""Backward of :func:`linear_scan` over raw buffers.
+
+    :math:`d_t = g_t + a_{t+1} d_{t+1}`; writes :math:`\partial L/\partial b_t = d_t`,
+    :math:`\partial L/\partial a_t = d_t h_{t-1}` and, when ``h0`` is given,
+    :math:`\partial L/\partial h_0 = a_0 d_0`. Other parameters as in :func:`log_scan`.
+    """
+    buffers = {"grad_h": (grad_h, grad_h_strides), "a": (a, a_strides), "b": (b, b_strides),
+               "h": (h, h_strides), "grad_a": (grad_a, grad_a_strides), "grad_b": (grad_b, grad_b_strides),
+               "h0": (h0, h0_strides), "grad_h0": (grad_h0, grad_h0_strides)}
+    _run("logscan.capi.linear_scan_backward", "linear_scan_backward", buffers, outer=outer, T=T,
+         inner=inner, dtype=dtype, reverse=reverse, method=method, backend=backend, device=device,
+         workspace=workspace, workspace_bytes=workspace_bytes)
