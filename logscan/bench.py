@@ -435,7 +435,7 @@ class Config:
         return 2 if self.quick else 5
 
 
-def run(config, *, echo=print, progress=None):
+def run(config, *, echo=print, progress=None, extra_sources=()):
     """Run the bench and print its tables.
 
     Parameters
@@ -445,6 +445,13 @@ def run(config, *, echo=print, progress=None):
         Prints one line (``print`` by default).
     progress : callable, optional
         Called with a short text before each row.
+    extra_sources : sequence of callable
+        More rows: each callable takes the :class:`Problem` of a shape and
+        yields :class:`Candidate` objects. This is where GPU rows plug in:
+        their ``call`` copies nothing per call (the device arrays are made
+        once, from the problem's host arrays), their ``timer`` is
+        ``Timer(sync=<the device's synchronize>)`` and their ``to_numpy``
+        brings a result back to the host for the difference column.
 
     Returns
     -------
@@ -476,6 +483,7 @@ def run(config, *, echo=print, progress=None):
         echo(line)
     sources = [lambda problem, name=name, methods=methods: cpu_candidates(problem, name, methods)
                for name, methods in plan if methods]
+    sources.extend(extra_sources)
     results = []
     for shape in config.shapes:
         result = measure_shape(shape, config.dtype, sources, repeats=config.timed_repeats,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from logscan import _machine, bench, cli, registry
@@ -144,6 +145,24 @@ def test_timer_synchronizes_and_keeps_the_best():
     assert seconds == 2.0
     assert result == "done"
     assert len(synced) >= 1 + 2 * 3
+
+
+def test_bench_takes_extra_rows_with_their_own_timer():
+    """The extension point for GPU rows: extra candidate sources, timed with a synchronizing timer."""
+    synced = []
+
+    def device_rows(problem):
+        out = np.empty(problem.shape, problem.dtype)
+        yield bench.Candidate("forward", "fake_device", "sequential",
+                              lambda: bench.numpy_loop_forward(problem.log_a, problem.log_b, out),
+                              timer=bench.Timer(sync=lambda: synced.append(1)))
+
+    config = bench.Config(shapes=((2, 16, 4),), backends=["numpy"], methods=["sequential"], quick=True)
+    report = bench.run(config, echo=lambda line: None, extra_sources=[device_rows])
+    rows = {(row["op"], row["backend"]): row for row in report["shapes"][0]["rows"]}
+    assert rows[("forward", "fake_device")]["max_abs_diff"] == 0.0
+    assert rows[("forward", "fake_device")]["speedup"] > 0
+    assert synced
 
 
 @pytest.mark.parametrize(("argv", "message"), [
