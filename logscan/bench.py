@@ -196,13 +196,15 @@ def numpy_loop_forward(log_a, log_b, out):
     return out
 
 
-def numpy_loop_backward(grad_log_h, log_a, log_b, log_h, grad_log_a, grad_log_b):
+def numpy_loop_backward(grad_log_h, log_a, log_b, log_h):
     """The baseline backward: a reverse loop with the stable weights in [0, 1].
 
     ``w_t = exp(log_a_t + log_h_{t-1} - log_h_t)``, ``u_t = g_t + w_{t+1} u_{t+1}``,
     ``grad_log_a_t = u_t w_t``, ``grad_log_b_t = u_t exp(log_b_t - log_h_t)``.
     The bench's inputs are finite, so the ``-inf`` guard of the library is not needed here.
+    Like :func:`logscan.scan_backward`, it allocates the two gradients it returns.
     """
+    grad_log_a, grad_log_b = np.empty_like(log_a), np.empty_like(log_b)
     carry = np.zeros(log_a[:, 0].shape, log_a.dtype)  # w_{t+1} u_{t+1}
     for t in range(log_a.shape[1] - 1, -1, -1):
         u = grad_log_h[:, t] + carry
@@ -219,11 +221,11 @@ def numpy_loop_backward(grad_log_h, log_a, log_b, log_h, grad_log_a, grad_log_b)
 def baseline_candidates(problem):
     """The NumPy loop rows, forward and backward; every other row is compared with them."""
     out = np.empty(problem.shape, problem.dtype)
-    grads = np.empty(problem.shape, problem.dtype), np.empty(problem.shape, problem.dtype)
     p = problem
+    # Forward rows write into a given out= (the loop and logscan.scan alike); backward rows allocate
+    # their gradients (scan_backward has no out=, and neither has the loop).
     yield Candidate("forward", LOOP, "-", lambda: numpy_loop_forward(p.log_a, p.log_b, out))
-    yield Candidate("backward", LOOP, "-",
-                    lambda: numpy_loop_backward(p.grad_log_h, p.log_a, p.log_b, p.log_h, *grads))
+    yield Candidate("backward", LOOP, "-", lambda: numpy_loop_backward(p.grad_log_h, p.log_a, p.log_b, p.log_h))
 
 
 def _prefix_steps(T):
