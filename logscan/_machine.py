@@ -67,10 +67,20 @@ def package_version(name):
 
 
 def versions():
-    """Versions of Python and of the packages logscan uses (None when not installed)."""
+    """Versions of Python and of the packages logscan uses (None when not installed).
+
+    CuPy is published under several names (``cupy-cuda12x``, ``cupy-cuda13x``,
+    ``cupy``); the first one installed is reported as ``"cupy"``, with its name.
+    """
     found = {"python": platform.python_version()}
-    for name in ("numpy", "numba", "numba-cuda", "cupy-cuda12x", "cupy-cuda13x", "cupy"):
+    for name in ("numpy", "numba", "numba-cuda"):
         found[name] = package_version(name)
+    found["cupy"] = None
+    for name in ("cupy-cuda13x", "cupy-cuda12x", "cupy"):
+        version = package_version(name)
+        if version is not None:
+            found["cupy"] = version if name == "cupy" else f"{version} ({name})"
+            break
     return found
 
 
