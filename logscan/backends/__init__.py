@@ -30,6 +30,23 @@ element ``t`` of the inputs before they write element ``t`` of ``out``.
 
 from logscan.registry import BackendSpec, register
 
+
+def _cuda_probe():
+    """True when a CUDA GPU can run Numba kernels, or when Numba's CUDA simulator is on."""
+    import os  # noqa: PLC0415
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        return True
+    try:
+        from numba import cuda  # noqa: PLC0415  (only when the backend is asked for)
+
+        return bool(cuda.is_available())
+    except Exception:  # noqa: BLE001  (no driver, broken toolkit: not usable here)
+        return False
+
+
 register(BackendSpec("numpy", "logscan.backends.numpy_backend", device="cpu", priority=0))
 register(BackendSpec("numba", "logscan.backends.numba_cpu", device="cpu", priority=10,
                      requires=("numba",), extra="numba"))
+register(BackendSpec("numba_cuda", "logscan.backends.numba_cuda", device="cuda", priority=10,
+                     requires=("numba", "numba_cuda"), extra="cuda13", probe=_cuda_probe))
