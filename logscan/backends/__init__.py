@@ -26,6 +26,21 @@ of one float dtype (float32 or float64; the core handles float16), and may
 have any strides, including 0 (broadcast inputs) and negative (reverse).
 ``out`` may be the very same view as ``log_b`` (or ``b``): backends read
 element ``t`` of the inputs before they write element ``t`` of ``out``.
+
+Device backends (``device="cuda"``) work the same way on device memory:
+
+``as_array(ptr, shape, strides, dtype, writable)``
+    A view of the memory at ``ptr`` (strides in elements, None for C order)
+    that supports what the core does with views: basic slicing (``[:, ::-1, :]``),
+    ``view[...] = other_view`` (a strided copy that may cast dtype, used for
+    float16 staging) and ``view[...] = scalar``.
+``on_stream(handle)``
+    A context manager: every kernel launch and copy made inside it, by the
+    op functions or by the views, is enqueued on the CUDA stream ``handle``
+    (an int; None means the default stream). :mod:`logscan.capi` runs each
+    call inside ``with module.on_stream(stream):``, so the op functions keep
+    the signatures above and CPU backends never see a stream; a non-None
+    ``stream`` with a backend that has no ``on_stream`` is an error.
 """
 
 from logscan.registry import BackendSpec, register
