@@ -422,8 +422,9 @@ def forward(op, caller, named, axis, reverse, method, backend, stream=None):
         kwargs["log_h0" if op == "log_scan" else "h0"], kwargs[("log_h0" if op == "log_scan" else "h0") + "_strides"] \
             = state
         outer, T, inner = shape3
-        _run(op, call, dict(outer=outer, T=T, inner=inner, dtype=str(dtype)), kwargs, reverse, method, handle,
-             dtype)
+        if outer * T * inner:  # empty results have nothing to compute (and may have null pointers)
+            _run(op, call, dict(outer=outer, T=T, inner=inner, dtype=str(dtype)), kwargs, reverse, method, handle,
+                 dtype)
         if out_obj is not None:
             if result_obj is not out_obj:
                 _copy_out(call, out_obj, operands.get("out"), result_obj, result, handle)
@@ -518,8 +519,11 @@ def backward(op, caller, named, axis, reverse, method, backend, stream=None):
             kwargs[names[7]], kwargs[names[7] + "_strides"] = _state(caller, call, names[7], grad_state,
                                                                      state_shape, axis, dtype)
         outer, T, inner = shape3
-        _run(op + "_backward", call, dict(outer=outer, T=T, inner=inner, dtype=str(dtype)), kwargs, reverse,
-             method, handle, dtype)
+        if outer * T * inner:
+            _run(op + "_backward", call, dict(outer=outer, T=T, inner=inner, dtype=str(dtype)), kwargs, reverse,
+                 method, handle, dtype)
+        elif state_op is not None:
+            _fill(call.module, grad_state, 0)  # T = 0: the state passes through untouched
         grads = [_sum_to(call, grad_a_obj, grad_a, operands[first].shape),
                  _sum_to(call, grad_b_obj, grad_b, operands[second].shape),
                  None if state_op is None else _sum_to(call, grad_state_obj, grad_state, state_op.shape)]
@@ -538,4 +542,15 @@ def zeros_like_scalar(x):
     if family.kind == "torch":
         torch = importlib.import_module("torch")
         return torch.zeros((1,) * ndim, dtype=getattr(torch, op.dtype.name), device=x.device)
+    if _simulator():
+        return _SimulatedDeviceArray(np.zeros((1,) * ndim, op.dtype))
     return _cuda().to_device(np.zeros((1,) * ndim, op.dtype))
+
+
+class _SimulatedDeviceArray:
+    """Under Numba's simulator "device" memory is host memory; this marks it as device memory for the API."""
+
+    def __init__(self, host):
+        self.host = host
+        self.__cuda_array_interface__ = {"shape": host.shape, "strides": None, "typestr": host.dtype.str,
+                                         "data": (host.__array_interface__["data"][0], False), "version": 3}
