@@ -27,7 +27,7 @@ class LaunchConfig:
     """Compile-time sizes. Tests shrink them to run multi-block cases on tiny shapes under the simulator."""
 
     threads: int = 256  # sequential and elementwise kernels: threads per block
-    unroll: int = 4  # sequential: time steps loaded ahead per thread
+    unroll: int = 8  # sequential: time steps loaded ahead per thread
     tree_block: int = 256  # Hillis-Steele / Blelloch: elements (threads) per tile, a power of two
     chunk_threads: int = 256  # chunked: threads per block (lanes x rows), a power of two
     chunk_float32: int = 8  # chunked: steps per thread, kept in registers

@@ -40,7 +40,7 @@ def make_block_scan_shared(space, lanes, rows):
     compose = space.compose
     identity_a, identity_b = space.identity
 
-    @cuda.jit(device=True)
+    @cuda.jit(device=True, inline=True)
     def block_scan_shared(shared_a, shared_b, x_a, x_b, lane, row):
         s = row * lanes + lane
         shared_a[s] = x_a
@@ -77,7 +77,7 @@ def make_block_scan_shuffle(space, rows):
     identity_a, identity_b = space.identity
     warps = rows // 32
 
-    @cuda.jit(device=True)
+    @cuda.jit(device=True, inline=True)
     def block_scan_shuffle(shared_a, shared_b, x_a, x_b, lane, row):
         w_lane = row % 32
         warp = row // 32
