@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels
-from ._kernels import CONFIG, SIMULATOR
+from ._kernels import CONFIG
 from ._memory import DeviceView, as_array, current_stream, grid_for, on_stream
 
 __all__ = ["CONFIG", "as_array", "choose_method", "linear_scan", "linear_scan_backward", "log_scan",

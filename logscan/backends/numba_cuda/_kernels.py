@@ -65,7 +65,7 @@ _FACTORIES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def space(name, dtype):
     return Space(name, np.dtype(dtype).name)
 
@@ -75,18 +75,18 @@ def pyfunc(name, space_name, dtype, *sizes):
     return _FACTORIES[name](space(space_name, dtype), *sizes)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get(name, space_name, dtype, *sizes):
     """The jitted kernel (compiled lazily by numba on first launch, per argument types)."""
     return cuda.jit(pyfunc(name, space_name, dtype, *sizes))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_copy():
     return cuda.jit(_elementwise.make_copy())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_fill():
     return cuda.jit(_elementwise.make_fill())
 
