@@ -382,3 +382,16 @@ def test_workspace_size_is_enough_for_every_level():
             n = backend.workspace_size("log_scan_backward", np.float64, 1, T, 2, method)
             assert n >= 0
     assert backend.workspace_size("log_scan", np.float64, 1, 65, 1, "sequential") == 0
+
+
+@pytest.mark.parametrize("op", ["scan", "linear_scan"])
+def test_chunked_backward_two_levels_of_carry(op):
+    """T = 200 with 12-step tiles: 17 tiles, whose totals take 2 tiles, whose totals take 1."""
+    a, b, h0 = inputs((1, 200, 2), np.float64, seed=21, axis=1, linear=op == "linear_scan")
+    key = "log_h0" if op == "scan" else "h0"
+    h = getattr(reference, op)(a, b, axis=1, **{key: h0})
+    g = np.random.default_rng(22).normal(size=h.shape)
+    got = getattr(logscan, op + "_backward")(g, a, b, h, axis=1, **{key: h0}, method="chunked", backend=BACKEND)
+    want = getattr(reference, op + "_backward")(g, a, b, h, axis=1, **{key: h0})
+    for x, y in zip(got, want, strict=True):
+        assert_close(x, y, np.float64, 200)

@@ -12,9 +12,11 @@ Methods (``methods``):
   block-level scan, then a fix-up (:mod:`.chunked`); for few channels and
   long T.
 
-The non-sequential backward is composed: prepare the reverse recurrence's
-inputs, a forward linear scan of the chosen method over time-reversed views,
-then the gradients (:mod:`._elementwise`).
+Backward: ``sequential`` and ``chunked`` are fused (:mod:`.chunked_backward`:
+the adjoint pairs are computed on the fly and the gradients written in the
+fix-up); for the textbook methods it is composed: prepare the reverse
+recurrence's inputs, a forward linear scan of the chosen method over
+time-reversed views, then the gradients (:mod:`._elementwise`).
 
 Buffers are :class:`._memory.DeviceView` objects from :func:`as_array`
 (pointers to device memory); every launch goes on the stream set by
@@ -86,6 +88,8 @@ def workspace_size(op, dtype, outer, T, inner, method):
     if op.endswith("_backward"):
         if method == "sequential":
             return 0
+        if method == "chunked":  # fused: the same carry structure as the forward
+            return _forward_bytes("chunked", dtype, outer, T, inner)
         return 2 * _aligned(outer * T * inner * np.dtype(dtype).itemsize) + _forward_bytes(
             method, dtype, outer, T, inner)
     return _forward_bytes(method, dtype, outer, T, inner)
@@ -203,6 +207,9 @@ def _backward(space, grad_out, a, b, h, h0, grad_a, grad_b, grad_h0, method, wor
         return
 
     carver = _Carver(workspace)
+    if method == "chunked":
+        _chunked_backward(space, grad_out, a, b, h, h0_arg, has_h0, grad_a, grad_b, grad_h0_arg, carver)
+        return
     weight = carver.take((outer, T, inner), dtype)
     adjoint = carver.take((outer, T, inner), dtype)
     grid = _elementwise_grid(outer * T * inner)
@@ -223,6 +230,32 @@ def _backward(space, grad_out, a, b, h, h0, grad_a, grad_b, grad_h0, method, wor
     else:
         finish[grid[0], grid[1], stream](adjoint.kernel_arg(), args[1], args[3], h0_arg, has_h0,
                                          grad_a.kernel_arg(), grad_b.kernel_arg(), grad_h0_arg, outer, T, inner)
+
+
+def _chunked_backward(space, grad_out, a, b, h, h0_arg, has_h0, grad_a, grad_b, grad_h0_arg, carver):
+    """The fused chunked backward (:mod:`.chunked_backward`) on time-reversed views."""
+    outer, T, inner = grad_a.shape
+    dtype = grad_a.dtype.name
+    stream = current_stream()
+    g_r, a_r, b_r, h_r, grad_a_r, grad_b_r = (x[:, ::-1, :] for x in (grad_out, a, b, h, grad_a, grad_b))
+    lanes, rows, chunk, shuffle = CONFIG.chunk_layout(inner, dtype)
+    tiles = _tiles(T, rows * chunk)
+    groups = _tiles(outer * inner, lanes)
+    states = grad_a
+    if tiles > 1:
+        agg_a = carver.take((outer, tiles, inner), dtype)
+        agg_b = carver.take((outer, tiles, inner), dtype)
+        reduce = _kernels.get("chunked_backward_reduce", space, dtype, lanes, rows, chunk, shuffle)
+        reduce[groups * tiles, (lanes, rows), stream](
+            g_r.kernel_arg(), a_r.kernel_arg(), h_r.kernel_arg(), agg_a.kernel_arg(), agg_b.kernel_arg(),
+            outer, T, inner, tiles)
+        # ---- carry between blocks: the adjoint entering every tile
+        _forward("linear", "chunked", agg_a, agg_b, None, agg_b, carver)
+        states = agg_b
+    scan = _kernels.get("chunked_backward_scan", space, dtype, lanes, rows, chunk, shuffle)
+    scan[groups * tiles, (lanes, rows), stream](
+        g_r.kernel_arg(), a_r.kernel_arg(), b_r.kernel_arg(), h_r.kernel_arg(), h0_arg, has_h0,
+        grad_a_r.kernel_arg(), grad_b_r.kernel_arg(), grad_h0_arg, states.kernel_arg(), outer, T, inner, tiles)
 
 
 def log_scan_backward(grad_log_h, log_a, log_b, log_h, log_h0, grad_log_a, grad_log_b, grad_log_h0,

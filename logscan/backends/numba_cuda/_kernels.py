@@ -16,7 +16,7 @@ import numpy as np
 from numba import config as numba_config
 from numba import cuda, types
 
-from . import _elementwise, _multiblock, blelloch, chunked, hillis_steele, sequential
+from . import _elementwise, _multiblock, blelloch, chunked, chunked_backward, hillis_steele, sequential
 from ._spaces import Space
 
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
@@ -58,6 +58,8 @@ _FACTORIES = {
     "tile_fixup": _multiblock.make_fixup,
     "chunked_reduce": chunked.make_reduce,
     "chunked_scan": chunked.make_scan,
+    "chunked_backward_reduce": lambda sp, *sizes: chunked_backward.make_reduce(sp, space("linear", sp.dtype), *sizes),
+    "chunked_backward_scan": lambda sp, *sizes: chunked_backward.make_scan(sp, space("linear", sp.dtype), *sizes),
     "log_backward_prepare": _elementwise.make_log_prepare,
     "log_backward_finish": _elementwise.make_log_finish,
     "linear_backward_prepare": _elementwise.make_linear_prepare,
@@ -119,6 +121,8 @@ def _signature(name, nb):
         "tile_fixup": (a3, a3, a3, i8, i8, i8, i8),
         "chunked_reduce": (a3, a3, a3, a3, i8, i8, i8, i8),
         "chunked_scan": (a3, a3, a2, b1, a3, a3, i8, i8, i8, i8),
+        "chunked_backward_reduce": (a3, a3, a3, a3, a3, i8, i8, i8, i8),
+        "chunked_backward_scan": (a3, a3, a3, a3, a2, b1, a3, a3, a2, a3, i8, i8, i8, i8),
         "log_backward_prepare": (a3, a3, a3, a3, a3, i8, i8, i8),
         "log_backward_finish": (a3, a3, a3, a3, a2, b1, a3, a3, a2, i8, i8, i8),
         "linear_backward_prepare": (a3, a3, a3, a3, i8, i8, i8),
