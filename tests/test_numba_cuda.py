@@ -42,7 +42,8 @@ def tiny_launches():
     """Blocks of 4 threads, chunks of 2 steps: multi-block and multi-level on tiny shapes."""
     saved = dict(vars(backend.CONFIG))
     backend.CONFIG.threads = 4
-    backend.CONFIG.unroll = 3
+    backend.CONFIG.unroll_float32 = 3
+    backend.CONFIG.unroll_float64 = 2
     backend.CONFIG.tree_block = 4
     backend.CONFIG.chunk_threads = 4
     backend.CONFIG.chunk_float32 = 2

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels
-from ._kernels import CONFIG
+from ._kernels import CONFIG, SIMULATOR
 from ._memory import DeviceView, as_array, current_stream, grid_for, on_stream
 
 __all__ = ["CONFIG", "as_array", "choose_method", "linear_scan", "linear_scan_backward", "log_scan",
@@ -114,6 +114,29 @@ def _threads():
     return CONFIG.threads
 
 
+def _sequential_threads(channels):
+    """Threads per block of the one-thread-per-channel kernels: small enough for 2 blocks per SM."""
+    sms = _sm_count()
+    threads = CONFIG.threads
+    while threads > 32 and channels < 2 * sms * threads:
+        threads //= 2
+    return threads
+
+
+_SM_COUNTS = {}
+
+
+def _sm_count():
+    if SIMULATOR:
+        return 1
+    from numba import cuda  # noqa: PLC0415
+
+    device = cuda.get_current_device()
+    if device.id not in _SM_COUNTS:
+        _SM_COUNTS[device.id] = int(device.MULTIPROCESSOR_COUNT)
+    return _SM_COUNTS[device.id]
+
+
 # ------------------------------------------------------------------ forward
 def _forward(space, method, a, b, h0, out, carver):
     outer, T, inner = out.shape
@@ -126,8 +149,8 @@ def _forward(space, method, a, b, h0, out, carver):
     channels = outer * inner
 
     if method == "sequential":
-        kernel = _kernels.get("sequential_forward", space, dtype, CONFIG.unroll)
-        threads = _threads()
+        kernel = _kernels.get("sequential_forward", space, dtype, CONFIG.unroll(dtype))
+        threads = _sequential_threads(channels)
         kernel[_tiles(channels, threads), threads, stream](
             a.kernel_arg(), b.kernel_arg(), h0_arg, has_h0, out.kernel_arg(), outer, T, inner)
 
@@ -200,8 +223,8 @@ def _backward(space, grad_out, a, b, h, h0, grad_a, grad_b, grad_h0, method, wor
     args = [x.kernel_arg() for x in (grad_out, a, b, h)]
 
     if method == "sequential":
-        kernel = _kernels.get(f"sequential_{space}_backward", space, dtype, CONFIG.unroll)
-        threads = _threads()
+        kernel = _kernels.get(f"sequential_{space}_backward", space, dtype, CONFIG.unroll(dtype))
+        threads = _sequential_threads(outer * inner)
         kernel[_tiles(outer * inner, threads), threads, stream](
             *args, h0_arg, has_h0, grad_a.kernel_arg(), grad_b.kernel_arg(), grad_h0_arg, outer, T, inner)
         return

@@ -26,13 +26,17 @@ SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
 class LaunchConfig:
     """Compile-time sizes. Tests shrink them to run multi-block cases on tiny shapes under the simulator."""
 
-    threads: int = 256  # sequential and elementwise kernels: threads per block
-    unroll: int = 8  # sequential: time steps loaded ahead per thread
+    threads: int = 256  # sequential and elementwise kernels: threads per block (sequential: at most)
+    unroll_float32: int = 16  # sequential: time steps loaded ahead per thread (2 inputs each)
+    unroll_float64: int = 8
     tree_block: int = 256  # Hillis-Steele / Blelloch: elements (threads) per tile, a power of two
     chunk_threads: int = 256  # chunked: threads per block (lanes x rows), a power of two
     chunk_float32: int = 8  # chunked: steps per thread, kept in registers
     chunk_float64: int = 4
     shuffle: bool = not SIMULATOR  # chunked: warp-shuffle block scan where the layout allows
+
+    def unroll(self, dtype):
+        return self.unroll_float32 if np.dtype(dtype) == np.float32 else self.unroll_float64
 
     def chunk(self, dtype):
         return self.chunk_float32 if np.dtype(dtype) == np.float32 else self.chunk_float64
@@ -96,7 +100,7 @@ def get_fill():
 # ------------------------------------------------------------------ PTX cases
 def _sizes(name, dtype, config):
     if name.startswith("sequential"):
-        return (config.unroll,)
+        return (config.unroll(dtype),)
     if name.endswith("_tile"):
         return (config.tree_block,)
     if name.startswith("chunked"):
