@@ -10,7 +10,10 @@ Methods (``methods``):
   carry between blocks for T longer than a block (:mod:`._multiblock`).
 - ``"chunked"``: chunks of T scanned in registers, chunk carries by a
   block-level scan, then a fix-up (:mod:`.chunked`); for few channels and
-  long T.
+  long T. Tiles are chained reduce-then-scan (inputs read twice).
+- ``"lookback"``: the same tiles in a single pass, chained by decoupled
+  look-back (:mod:`.lookback`; inputs read once). Its backward is the
+  fused chunked backward.
 
 Backward: ``sequential`` and ``chunked`` are fused (:mod:`.chunked_backward`:
 the adjoint pairs are computed on the fly and the gradients written in the
@@ -34,7 +37,7 @@ from ._memory import DeviceView, as_array, current_stream, grid_for, on_stream
 __all__ = ["CONFIG", "as_array", "choose_method", "linear_scan", "linear_scan_backward", "log_scan",
            "log_scan_backward", "methods", "on_stream", "workspace_size"]
 
-methods = ("sequential", "hillis_steele", "blelloch", "chunked")
+methods = ("sequential", "hillis_steele", "blelloch", "chunked", "lookback")
 
 # Channels from which one thread per channel keeps enough loads in flight to
 # saturate HBM: ~2 MB in flight on an H100 (3.35 TB/s x ~600 ns) over
@@ -79,6 +82,9 @@ def _forward_bytes(method, dtype, outer, T, inner):
         if tiles <= 1:
             return 0
         return 2 * _aligned(outer * tiles * inner * size) + _forward_bytes(method, dtype, outer, tiles, inner)
+    if method == "lookback":
+        cells = outer * inner * _tiles(T, _chunk_tile(inner, dtype))
+        return _aligned(8) + _aligned(4 * cells) + 3 * _aligned(size * cells)
     return 0
 
 
@@ -88,7 +94,7 @@ def workspace_size(op, dtype, outer, T, inner, method):
     if op.endswith("_backward"):
         if method == "sequential":
             return 0
-        if method == "chunked":  # fused: the same carry structure as the forward
+        if method in ("chunked", "lookback"):  # fused: the carry structure of the chunked forward
             return _forward_bytes("chunked", dtype, outer, T, inner)
         return 2 * _aligned(outer * T * inner * np.dtype(dtype).itemsize) + _forward_bytes(
             method, dtype, outer, T, inner)
@@ -193,6 +199,22 @@ def _forward(space, method, a, b, h0, out, carver):
         scan[groups * tiles, (lanes, rows), stream](
             a.kernel_arg(), b.kernel_arg(), h0_arg, has_h0, out.kernel_arg(), states.kernel_arg(),
             outer, T, inner, tiles)
+    elif method == "lookback":
+        lanes, rows, chunk, shuffle = CONFIG.chunk_layout(inner, dtype)
+        tiles = _tiles(T, rows * chunk)
+        groups = _tiles(channels, lanes)
+        ticket = carver.take((1,), np.int64)
+        status = carver.take((channels, tiles), np.int32)
+        agg_a = carver.take((channels, tiles), dtype)
+        agg_b = carver.take((channels, tiles), dtype)
+        inclusive = carver.take((channels, tiles), dtype)
+        ticket[...] = 0
+        status[...] = 0
+        scan = _kernels.get("lookback_scan", space, dtype, lanes, rows, chunk, shuffle)
+        scan[groups * tiles, (lanes, rows), stream](
+            a.kernel_arg(), b.kernel_arg(), h0_arg, has_h0, out.kernel_arg(), ticket.kernel_arg(),
+            status.kernel_arg(), agg_a.kernel_arg(), agg_b.kernel_arg(), inclusive.kernel_arg(), outer, T, inner,
+            tiles)
     else:
         raise ValueError(f"numba_cuda: unknown method {method!r}")
 
@@ -230,7 +252,7 @@ def _backward(space, grad_out, a, b, h, h0, grad_a, grad_b, grad_h0, method, wor
         return
 
     carver = _Carver(workspace)
-    if method == "chunked":
+    if method in ("chunked", "lookback"):
         _chunked_backward(space, grad_out, a, b, h, h0_arg, has_h0, grad_a, grad_b, grad_h0_arg, carver)
         return
     weight = carver.take((outer, T, inner), dtype)

@@ -16,7 +16,7 @@ import numpy as np
 from numba import config as numba_config
 from numba import cuda, types
 
-from . import _elementwise, _multiblock, blelloch, chunked, chunked_backward, hillis_steele, sequential
+from . import _elementwise, _multiblock, blelloch, chunked, chunked_backward, hillis_steele, lookback, sequential
 from ._spaces import Space
 
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
@@ -64,6 +64,7 @@ _FACTORIES = {
     "chunked_scan": chunked.make_scan,
     "chunked_backward_reduce": lambda sp, *sizes: chunked_backward.make_reduce(sp, space("linear", sp.dtype), *sizes),
     "chunked_backward_scan": lambda sp, *sizes: chunked_backward.make_scan(sp, space("linear", sp.dtype), *sizes),
+    "lookback_scan": lookback.make_scan,
     "log_backward_prepare": _elementwise.make_log_prepare,
     "log_backward_finish": _elementwise.make_log_finish,
     "linear_backward_prepare": _elementwise.make_linear_prepare,
@@ -103,7 +104,7 @@ def _sizes(name, dtype, config):
         return (config.unroll(dtype),)
     if name.endswith("_tile"):
         return (config.tree_block,)
-    if name.startswith("chunked"):
+    if name.startswith(("chunked", "lookback")):
         variants = []
         for inner in (1, 64):
             lanes, rows, chunk, _ = config.chunk_layout(inner, dtype)
@@ -127,6 +128,8 @@ def _signature(name, nb):
         "chunked_scan": (a3, a3, a2, b1, a3, a3, i8, i8, i8, i8),
         "chunked_backward_reduce": (a3, a3, a3, a3, a3, i8, i8, i8, i8),
         "chunked_backward_scan": (a3, a3, a3, a3, a2, b1, a3, a3, a2, a3, i8, i8, i8, i8),
+        "lookback_scan": (a3, a3, a2, b1, a3, types.Array(types.int64, 1, "C"), types.Array(types.int32, 2, "C"),
+                          types.Array(nb, 2, "C"), types.Array(nb, 2, "C"), types.Array(nb, 2, "C"), i8, i8, i8, i8),
         "log_backward_prepare": (a3, a3, a3, a3, a3, i8, i8, i8),
         "log_backward_finish": (a3, a3, a3, a3, a2, b1, a3, a3, a2, i8, i8, i8),
         "linear_backward_prepare": (a3, a3, a3, a3, i8, i8, i8),
@@ -158,7 +161,7 @@ def ptx_cases(config=None):
             cases.append((f"copy3-{src}-{dst}", _elementwise.make_copy(),
                           (types.Array(src, 3, "A"), types.Array(dst, 3, "A"), types.int64, types.int64,
                            types.int64)))
-    for dst in (types.float16, types.float32, types.float64, types.uint8):
+    for dst in (types.float16, types.float32, types.float64, types.uint8, types.int32, types.int64):
         cases.append((f"fill3-{dst}", _elementwise.make_fill(),
                       (types.Array(dst, 3, "A"), dst, types.int64, types.int64, types.int64)))
     return cases
