@@ -51,7 +51,13 @@ class LaunchConfig:
         return lanes, rows, self.chunk(dtype), shuffle
 
 
-CONFIG = LaunchConfig()
+def simulator_config():
+    """Small sizes for Numba's CUDA simulator (about 50 ms per block): tiny shapes still cross blocks."""
+    return LaunchConfig(threads=32, unroll_float32=4, unroll_float64=4, tree_block=32, chunk_threads=8,
+                        chunk_float32=16, chunk_float64=16, shuffle=False)
+
+
+CONFIG = simulator_config() if SIMULATOR else LaunchConfig()
 
 _FACTORIES = {
     "sequential_forward": sequential.make_forward,
