@@ -112,11 +112,8 @@ def _sizes(name, dtype, config):
         return (config.tree_block,)
     if name.startswith(("chunked", "lookback")):
         variants = []
-        for inner in (1, 64):
-            lanes, rows, chunk, _ = config.chunk_layout(inner, dtype)
-            variants.append((lanes, rows, chunk, False))
-            if lanes == 1 and rows % 32 == 0:
-                variants.append((lanes, rows, chunk, True))
+        for inner in (1, 64):  # one channel per block (the shuffle scan), 32 channels per block (shared memory)
+            variants.append(config.chunk_layout(inner, dtype))
         return variants
     return ()
 
