@@ -396,3 +396,36 @@ def test_chunked_backward_two_levels_of_carry(op):
     want = getattr(reference, op + "_backward")(g, a, b, h, axis=1, **{key: h0})
     for x, y in zip(got, want, strict=True):
         assert_close(x, y, np.float64, 200)
+
+
+def test_non_canonical_strides_and_mixed_dtypes_are_copied_on_device():
+    """A 4-d view whose outer dims cannot collapse goes through a device copy; float32 + float64 gives float64."""
+    rng = np.random.default_rng(23)
+    base = rng.normal(size=(3, 4, 5, 2))
+    log_b = base.transpose(1, 0, 2, 3)[:, ::2]  # (4, 2, 5, 2): dims before the axis do not collapse
+    log_a = np.full(log_b.shape, -0.5, np.float32)
+    got = logscan.scan(FakeDeviceArray(log_a), FakeDeviceArray(log_b), axis=2, method="sequential", backend=BACKEND)
+    assert got.dtype == np.float64
+    assert_close(got.copy_to_host(), reference.scan(log_a, log_b, axis=2), np.float64, 5)
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=12, deadline=None)
+@given(outer=st.integers(1, 3), T=st.integers(0, 40), inner=st.integers(1, 3),
+       method=st.sampled_from(["sequential", "chunked", "lookback"]), reverse=st.booleans(),
+       with_h0=st.booleans(), seed=st.integers(0, 2**16))
+def test_property_forward_backward(outer, T, inner, method, reverse, with_h0, seed):
+    a, b, h0 = inputs((outer, T, inner), np.float64, seed=seed, axis=1, h0=with_h0)
+    a[..., ::7] = -np.inf  # resets
+    h = logscan.scan(a, b, axis=1, log_h0=h0, reverse=reverse, method=method, backend=BACKEND)
+    want = reference.scan(a, b, axis=1, log_h0=h0, reverse=reverse)
+    assert_close(h, want, np.float64, T)
+    g = np.random.default_rng(seed).normal(size=h.shape)
+    got = logscan.scan_backward(g, a, b, want, axis=1, log_h0=h0, reverse=reverse, method=method, backend=BACKEND)
+    for x, y in zip(got, reference.scan_backward(g, a, b, want, axis=1, log_h0=h0, reverse=reverse), strict=True):
+        if y is not None:
+            assert_close(x, y, np.float64, T)
