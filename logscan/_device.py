@@ -336,8 +336,8 @@ def _on_device(device):
 
 
 def _setup(caller, named, backend, stream, input_names):
+    _name, module = registry.resolve(backend, "cuda", caller=caller)  # first: "install logscan[cuda13]"
     operands, template, device, handle = _gather(caller, named, stream)
-    _name, module = registry.resolve(backend, "cuda", caller=caller)
     family = _Family(template, device, handle)
     call = _Call(caller, backend, family, module)
     for name in input_names:
