@@ -12,7 +12,7 @@ import operator
 
 import numpy as np
 
-from logscan import _arrays, _layout, capi
+from logscan import _arrays, _layout, capi, registry
 
 _OPS = {
     # op: (public name, forward names, state name)
@@ -129,21 +129,35 @@ def _call(op, caller, buffers, state, dtype, reverse, method, backend):
                       workspace=workspace.ctypes.data, workspace_bytes=nbytes)
 
 
+def _uses_device(device, backend):
+    """True when the call goes to a GPU backend: device arrays, or host arrays with a GPU backend named."""
+    named_gpu = backend in registry.names() and registry.spec(backend).device != "cpu"
+    return device != "cpu" or named_gpu
+
+
+def _check_no_stream(caller, stream):
+    if stream is not None:
+        raise ValueError(f"{caller}: stream= applies to GPU arrays and GPU backends only; "
+                         f"the arrays given are host arrays (pass stream=None)")
+
+
 def _check_options(caller, reverse, method, backend):
     _check_flag(caller, "reverse", reverse)
     _check_str(caller, "method", method)
     _check_str(caller, "backend", backend)
 
 
-def _forward(op, first, second, state, axis, reverse, method, backend, out, *, caller=None, names=None):
+def _forward(op, first, second, state, axis, reverse, method, backend, out, *, caller=None, names=None,
+             stream=None):
     default_caller, default_names, state_name = _OPS[op]
     caller, names = caller or default_caller, names or default_names
     _check_options(caller, reverse, method, backend)
     named = {names[0]: first, names[1]: second, state_name: state, "out": out}
     device = _arrays.common_device(caller, named)
-    if device != "cpu":
+    if _uses_device(device, backend):
         from logscan import _device  # noqa: PLC0415  (GPU support loads only when used)
-        return _device.forward(op, caller, named, axis, reverse, method, backend)
+        return _device.forward(op, caller, named, axis, reverse, method, backend, stream=stream)
+    _check_no_stream(caller, stream)
     template = first if not isinstance(first, np.ndarray) else None
     (a, b), shape, dtype, axis = _prepare_inputs(caller, names, [_arrays.to_numpy(first), _arrays.to_numpy(second)],
                                                  axis)
@@ -172,16 +186,17 @@ def _sum_to(caller, grad, shape):
     return grad.sum(axis=stretched, keepdims=True) if stretched else grad
 
 
-def _backward(op, grad, first, second, value, state, axis, reverse, method, backend):
+def _backward(op, grad, first, second, value, state, axis, reverse, method, backend, stream=None):
     caller, names, state_name = _OPS[op]
     caller = caller + "_backward"
     grad_name, value_name = ("grad_log_h", "log_h") if op == "log_scan" else ("grad_h", "h")
     _check_options(caller, reverse, method, backend)
     named = {grad_name: grad, names[0]: first, names[1]: second, value_name: value, state_name: state}
     device = _arrays.common_device(caller, named)
-    if device != "cpu":
+    if _uses_device(device, backend):
         from logscan import _device  # noqa: PLC0415
-        return _device.backward(op, caller, named, axis, reverse, method, backend)
+        return _device.backward(op, caller, named, axis, reverse, method, backend, stream=stream)
+    _check_no_stream(caller, stream)
     template = first if not isinstance(first, np.ndarray) else None
     numpy_in = {k: _arrays.to_numpy(v) for k, v in named.items() if v is not None}
     (a, b), shape, dtype, axis = _prepare_inputs(caller, names, [numpy_in[names[0]], numpy_in[names[1]]], axis)
@@ -212,7 +227,8 @@ def _backward(op, grad, first, second, value, state, axis, reverse, method, back
 
 
 # ------------------------------------------------------------------ public API
-def scan(log_a, log_b, *, axis=-1, log_h0=None, reverse=False, method="auto", backend="auto", out=None):
+def scan(log_a, log_b, *, axis=-1, log_h0=None, reverse=False, method="auto", backend="auto", out=None,
+         stream=None):
     r"""Log-space linear recurrence by a parallel scan.
 
     .. math::
@@ -250,6 +266,14 @@ def scan(log_a, log_b, *, axis=-1, log_h0=None, reverse=False, method="auto", ba
         Where to write the result (shape and dtype of the result). It may be
         ``log_b`` itself for an in-place scan; any other overlap with the
         inputs is handled through a temporary.
+    stream : optional
+        GPU paths only: the CUDA stream the work is enqueued on — None (the
+        stream an input's ``__cuda_array_interface__`` names, else the
+        default stream), an int handle, or an object with ``__cuda_stream__``,
+        ``.ptr``, ``.cuda_stream`` or ``.handle`` (CuPy, PyTorch, Numba,
+        cuda.core streams). A non-None stream with host arrays and a CPU
+        backend is a ValueError. NumPy arrays given to a GPU backend are
+        copied to the device and back (synchronously).
 
     Returns
     -------
@@ -268,11 +292,11 @@ def scan(log_a, log_b, *, axis=-1, log_h0=None, reverse=False, method="auto", ba
     >>> np.exp(logscan.scan(np.log(a), np.log(b), log_h0=np.log(2.0))).round(6).tolist()
     [2.0, 2.0, 2.0]
     """
-    return _forward("log_scan", log_a, log_b, log_h0, axis, reverse, method, backend, out)
+    return _forward("log_scan", log_a, log_b, log_h0, axis, reverse, method, backend, out, stream=stream)
 
 
 def scan_backward(grad_log_h, log_a, log_b, log_h, *, axis=-1, log_h0=None, reverse=False, method="auto",
-                  backend="auto"):
+                  backend="auto", stream=None):
     r"""Gradients of a loss through :func:`scan`.
 
     With :math:`g_t = \partial L / \partial \log h_t`, the stable form uses only
@@ -295,6 +319,8 @@ def scan_backward(grad_log_h, log_a, log_b, log_h, *, axis=-1, log_h0=None, reve
         Upstream gradient, shape of the scan's output.
     log_a, log_b, log_h0, axis, reverse, method, backend
         Exactly as given to :func:`scan`.
+    stream : optional
+        As in :func:`scan`.
     log_h : array
         The output of :func:`scan` for these inputs.
 
@@ -315,10 +341,12 @@ def scan_backward(grad_log_h, log_a, log_b, log_h, *, axis=-1, log_h0=None, reve
     >>> gb.round(4).tolist()  # d log h_1 / d log b_t = b_t * a_1^(t<1) / h_1
     [0.3333, 0.6667]
     """
-    return _backward("log_scan", grad_log_h, log_a, log_b, log_h, log_h0, axis, reverse, method, backend)
+    return _backward("log_scan", grad_log_h, log_a, log_b, log_h, log_h0, axis, reverse, method, backend,
+                     stream=stream)
 
 
-def linear_scan(a, b, *, axis=-1, h0=None, reverse=False, method="auto", backend="auto", out=None):
+def linear_scan(a, b, *, axis=-1, h0=None, reverse=False, method="auto", backend="auto", out=None,
+                stream=None):
     r"""Linear recurrence :math:`h_t = a_t h_{t-1} + b_t` by a parallel scan (any signs).
 
     Parameters
@@ -327,7 +355,7 @@ def linear_scan(a, b, *, axis=-1, h0=None, reverse=False, method="auto", backend
         Same shape (or broadcasting together).
     h0 : array_like, optional
         Initial state, shape of ``a`` without ``axis``; absent means 0.
-    axis, reverse, method, backend, out
+    axis, reverse, method, backend, out, stream
         As in :func:`scan` (``out`` may be ``b`` itself).
 
     Returns
@@ -341,10 +369,11 @@ def linear_scan(a, b, *, axis=-1, h0=None, reverse=False, method="auto", backend
     >>> logscan.linear_scan(np.array([1.0, -1.0, 2.0]), np.array([1.0, 1.0, 1.0])).tolist()
     [1.0, 0.0, 1.0]
     """
-    return _forward("linear_scan", a, b, h0, axis, reverse, method, backend, out)
+    return _forward("linear_scan", a, b, h0, axis, reverse, method, backend, out, stream=stream)
 
 
-def linear_scan_backward(grad_h, a, b, h, *, axis=-1, h0=None, reverse=False, method="auto", backend="auto"):
+def linear_scan_backward(grad_h, a, b, h, *, axis=-1, h0=None, reverse=False, method="auto", backend="auto",
+                         stream=None):
     r"""Gradients through :func:`linear_scan`.
 
     The reverse scan :math:`d_t = g_t + a_{t+1} d_{t+1}` gives
@@ -367,10 +396,10 @@ def linear_scan_backward(grad_h, a, b, h, *, axis=-1, h0=None, reverse=False, me
     >>> ga.tolist(), gb.tolist()
     ([0.0, 1.0], [0.5, 1.0])
     """
-    return _backward("linear_scan", grad_h, a, b, h, h0, axis, reverse, method, backend)
+    return _backward("linear_scan", grad_h, a, b, h, h0, axis, reverse, method, backend, stream=stream)
 
 
-def logcumsumexp(x, *, axis=-1, reverse=False, method="auto", backend="auto", out=None):
+def logcumsumexp(x, *, axis=-1, reverse=False, method="auto", backend="auto", out=None, stream=None):
     r"""Cumulative log-sum-exp: :math:`y_t = \log \sum_{s \le t} e^{x_s}` (:math:`s \ge t` when reverse).
 
     The log-space scan with :math:`\log a = 0` (a stride-0 input, never materialized).
@@ -391,4 +420,4 @@ def logcumsumexp(x, *, axis=-1, reverse=False, method="auto", backend="auto", ou
         from logscan import _device  # noqa: PLC0415  (GPU support loads only when used)
         zero = _device.zeros_like_scalar(x)
     return _forward("log_scan", zero, x, None, axis, reverse, method, backend, out,
-                    caller=caller, names=("log_a", "x"))
+                    caller=caller, names=("log_a", "x"), stream=stream)

@@ -23,7 +23,10 @@ calls are two-phase, as in C libraries:
 
 A pointer of 0 stands for an absent optional buffer (``log_h0``, ``h0``,
 ``grad_log_h0``). ``reverse=True`` scans from the end; it is expressed by
-negative time strides, so no buffer is ever flipped. ``float16`` buffers are
+negative time strides, so no buffer is ever flipped. ``stream`` (device
+buffers only) is a CUDA stream handle (int; None for the default stream):
+the call runs inside the backend's ``on_stream(stream)`` context, so every
+kernel and copy of the call is enqueued on it. ``float16`` buffers are
 computed in float32; the workspace then also holds float32 copies.
 
 The front door (:func:`logscan.scan` and friends) maps n-d arrays onto these
@@ -31,6 +34,8 @@ calls; any other framework, or C code through ctypes, can call them directly.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -146,11 +151,31 @@ class _Carver:
         return self.module.as_array(ptr, shape, None, dtype, True)
 
 
+def _stream_scope(caller, module, device, stream):
+    """The backend's ``on_stream`` context for ``stream`` (device backends), checked."""
+    if stream is None:
+        scope = getattr(module, "on_stream", None)
+        return scope(None) if scope is not None else contextlib.nullcontext()
+    if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)) or stream < 0:
+        raise TypeError(f"{caller}: stream must be None or a CUDA stream handle (a non-negative int), "
+                        f"got {stream!r}")
+    if device == "cpu" or getattr(module, "on_stream", None) is None:
+        raise ValueError(f"{caller}: stream= applies to device buffers only (device='cuda'), got device={device!r}")
+    return module.on_stream(int(stream))
+
+
 def _run(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backend, device,
-         workspace, workspace_bytes):
-    """Shared body of the four operations: views, float16 staging, reverse, dispatch."""
+         workspace, workspace_bytes, stream=None):
+    """Shared body of the four operations: views, float16 staging, reverse, dispatch (on ``stream``)."""
     _check_common(caller, op, outer, T, inner, dtype, method)
     module, method = _resolve(caller, op, outer, T, inner, dtype, method, backend, device)
+    with _stream_scope(caller, module, device, stream):
+        _run_resolved(caller, op, module, method, buffers, outer=outer, T=T, inner=inner, dtype=dtype,
+                      reverse=reverse, workspace=workspace, workspace_bytes=workspace_bytes)
+
+
+def _run_resolved(caller, op, module, method, buffers, *, outer, T, inner, dtype, reverse, workspace,
+                  workspace_bytes):
     t_in, t_out, state, grad_state = _SIGNATURES[op]
     dtype = np.dtype(dtype)
     shape3, shape2 = (outer, T, inner), (outer, inner)
@@ -206,7 +231,7 @@ def _run(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backen
 
 def log_scan(*, outer, T, inner, dtype, log_a, log_a_strides, log_b, log_b_strides, out, out_strides,
              log_h0=0, log_h0_strides=(0, 0), reverse=False, method="auto", backend="auto", device="cpu",
-             workspace=0, workspace_bytes=0) -> None:
+             workspace=0, workspace_bytes=0, stream=None) -> None:
     r"""Log-space scan over raw buffers.
 
     Computes, for every ``o < outer``, ``i < inner`` and ``t < T``,
@@ -238,17 +263,19 @@ def log_scan(*, outer, T, inner, dtype, log_a, log_a_strides, log_b, log_b_strid
         Where the buffers live.
     workspace, workspace_bytes : int
         Scratch buffer of at least :func:`workspace_size` bytes (pointer 0 if that is 0).
+    stream : int, optional
+        CUDA stream handle the work is enqueued on (device buffers only; None: the default stream).
     """
     buffers = {"log_a": (log_a, log_a_strides), "log_b": (log_b, log_b_strides), "out": (out, out_strides),
                "log_h0": (log_h0, log_h0_strides)}
     _run("logscan.capi.log_scan", "log_scan", buffers, outer=outer, T=T, inner=inner, dtype=dtype,
          reverse=reverse, method=method, backend=backend, device=device,
-         workspace=workspace, workspace_bytes=workspace_bytes)
+         workspace=workspace, workspace_bytes=workspace_bytes, stream=stream)
 
 
 def linear_scan(*, outer, T, inner, dtype, a, a_strides, b, b_strides, out, out_strides,
                 h0=0, h0_strides=(0, 0), reverse=False, method="auto", backend="auto", device="cpu",
-                workspace=0, workspace_bytes=0) -> None:
+                workspace=0, workspace_bytes=0, stream=None) -> None:
     r"""Linear-space scan over raw buffers: :math:`h_t = a_t h_{t-1} + b_t`, :math:`h_{-1} = h_0` (or 0).
 
     Parameters are those of :func:`log_scan` with ``a, b, h0`` in place of
@@ -257,14 +284,14 @@ def linear_scan(*, outer, T, inner, dtype, a, a_strides, b, b_strides, out, out_
     buffers = {"a": (a, a_strides), "b": (b, b_strides), "out": (out, out_strides), "h0": (h0, h0_strides)}
     _run("logscan.capi.linear_scan", "linear_scan", buffers, outer=outer, T=T, inner=inner, dtype=dtype,
          reverse=reverse, method=method, backend=backend, device=device,
-         workspace=workspace, workspace_bytes=workspace_bytes)
+         workspace=workspace, workspace_bytes=workspace_bytes, stream=stream)
 
 
 def log_scan_backward(*, outer, T, inner, dtype, grad_log_h, grad_log_h_strides, log_a, log_a_strides,
                       log_b, log_b_strides, log_h, log_h_strides, grad_log_a, grad_log_a_strides,
                       grad_log_b, grad_log_b_strides, log_h0=0, log_h0_strides=(0, 0),
                       grad_log_h0=0, grad_log_h0_strides=(0, 0), reverse=False, method="auto",
-                      backend="auto", device="cpu", workspace=0, workspace_bytes=0) -> None:
+                      backend="auto", device="cpu", workspace=0, workspace_bytes=0, stream=None) -> None:
     r"""Backward of :func:`log_scan` over raw buffers.
 
     With :math:`g_t = \partial L/\partial \log h_t` and the weights
@@ -282,14 +309,14 @@ def log_scan_backward(*, outer, T, inner, dtype, grad_log_h, grad_log_h_strides,
                "log_h0": (log_h0, log_h0_strides), "grad_log_h0": (grad_log_h0, grad_log_h0_strides)}
     _run("logscan.capi.log_scan_backward", "log_scan_backward", buffers, outer=outer, T=T, inner=inner,
          dtype=dtype, reverse=reverse, method=method, backend=backend, device=device,
-         workspace=workspace, workspace_bytes=workspace_bytes)
+         workspace=workspace, workspace_bytes=workspace_bytes, stream=stream)
 
 
 def linear_scan_backward(*, outer, T, inner, dtype, grad_h, grad_h_strides, a, a_strides, b, b_strides,
                          h, h_strides, grad_a, grad_a_strides, grad_b, grad_b_strides, h0=0,
                          h0_strides=(0, 0), grad_h0=0, grad_h0_strides=(0, 0), reverse=False,
                          method="auto", backend="auto", device="cpu", workspace=0,
-                         workspace_bytes=0) -> None:
+                         workspace_bytes=0, stream=None) -> None:
     r"""Backward of :func:`linear_scan` over raw buffers.
 
     :math:`d_t = g_t + a_{t+1} d_{t+1}`; writes :math:`\partial L/\partial b_t = d_t`,
@@ -301,4 +328,4 @@ def linear_scan_backward(*, outer, T, inner, dtype, grad_h, grad_h_strides, a, a
                "h0": (h0, h0_strides), "grad_h0": (grad_h0, grad_h0_strides)}
     _run("logscan.capi.linear_scan_backward", "linear_scan_backward", buffers, outer=outer, T=T,
          inner=inner, dtype=dtype, reverse=reverse, method=method, backend=backend, device=device,
-         workspace=workspace, workspace_bytes=workspace_bytes)
+         workspace=workspace, workspace_bytes=workspace_bytes, stream=stream)

@@ -26,10 +26,42 @@ of one float dtype (float32 or float64; the core handles float16), and may
 have any strides, including 0 (broadcast inputs) and negative (reverse).
 ``out`` may be the very same view as ``log_b`` (or ``b``): backends read
 element ``t`` of the inputs before they write element ``t`` of ``out``.
+
+Device backends (``device="cuda"``) work the same way on device memory:
+
+``as_array(ptr, shape, strides, dtype, writable)``
+    A view of the memory at ``ptr`` (strides in elements, None for C order)
+    that supports what the core does with views: basic slicing (``[:, ::-1, :]``),
+    ``view[...] = other_view`` (a strided copy that may cast dtype, used for
+    float16 staging) and ``view[...] = scalar``.
+``on_stream(handle)``
+    A context manager: every kernel launch and copy made inside it, by the
+    op functions or by the views, is enqueued on the CUDA stream ``handle``
+    (an int; None means the default stream). :mod:`logscan.capi` runs each
+    call inside ``with module.on_stream(stream):``, so the op functions keep
+    the signatures above and CPU backends never see a stream; a non-None
+    ``stream`` with a backend that has no ``on_stream`` is an error.
 """
 
 from logscan.registry import BackendSpec, register
 
+
+def _cuda_probe():
+    """True when a CUDA GPU can run Numba kernels, or when Numba's CUDA simulator is on."""
+    import os  # noqa: PLC0415
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        return True
+    try:
+        from numba import cuda  # noqa: PLC0415  (only when the backend is asked for)
+
+        return bool(cuda.is_available())
+    except Exception:  # noqa: BLE001  (no driver, broken toolkit: not usable here)
+        return False
+
+
 register(BackendSpec("numpy", "logscan.backends.numpy_backend", device="cpu", priority=0))
 register(BackendSpec("numba", "logscan.backends.numba_cpu", device="cpu", priority=10,
                      requires=("numba",), extra="numba"))
+register(BackendSpec("numba_cuda", "logscan.backends.numba_cuda", device="cuda", priority=10,
+                     requires=("numba", "numba_cuda"), extra="cuda13", probe=_cuda_probe))

@@ -1,0 +1,556 @@
+"""The front door for device arrays: what :mod:`logscan.api` does for host arrays, on a GPU.
+
+:mod:`logscan.api` sends a call here when an argument lives on a CUDA device
+(``__cuda_array_interface__``), or when a GPU backend is named for host
+arrays. This module validates with the same messages as the host path, maps
+the scan axis onto ``(outer, T, inner)`` with :mod:`logscan._layout` (a view
+wherever the strides allow), allocates outputs and the workspace in the
+input's array family, and calls :mod:`logscan.capi` with device pointers,
+``device="cuda"`` and a stream.
+
+Array families
+    CuPy arrays give CuPy arrays back, torch CUDA tensors give torch tensors,
+    Numba device arrays (and any other object exposing
+    ``__cuda_array_interface__``) give Numba device arrays; all zero-copy.
+    NumPy arrays given with a GPU backend (``backend="numba_cuda"``) are
+    copied to the device, scanned, and copied back: NumPy in, NumPy out, and
+    the call returns only once the result is on the host.
+Streams
+    ``stream=`` takes None, an int handle, or an object with
+    ``__cuda_stream__``, ``.ptr`` (CuPy), ``.cuda_stream`` (PyTorch) or
+    ``.handle`` (Numba). With None, the work goes on the stream named in the
+    first input's ``__cuda_array_interface__`` (else the default stream).
+    Inputs whose interface names another stream are waited for with an
+    event on the work stream (no host synchronization). Outputs come from
+    the family's allocator: CuPy's pool and PyTorch's caching allocator
+    associate memory with *their* current stream, so with a foreign
+    ``stream=`` keep the inputs alive until that stream is done.
+Devices
+    All arrays must live on one GPU; the work runs on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+
+import numpy as np
+
+from logscan import _arrays, _layout, capi, registry
+
+_SIM_ARRAY_TYPES = ("FakeCUDAArray",)
+
+
+# ------------------------------------------------------------------ numba.cuda
+def _cuda():
+    from numba import cuda  # noqa: PLC0415  (only on the GPU path)
+
+    return cuda
+
+
+def _simulator():
+    from numba import config  # noqa: PLC0415
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+def _numba_stream(handle):
+    cuda = _cuda()
+    if _simulator():
+        return cuda.default_stream()
+    return cuda.default_stream() if not handle else cuda.external_stream(handle)
+
+
+# --------------------------------------------------------------------- streams
+def stream_handle(caller, stream):
+    """The int CUDA stream handle of any framework's stream object (None stays None)."""
+    if stream is None:
+        return None
+    if isinstance(stream, (bool, np.bool_)):
+        raise TypeError(f"{caller}: stream must be None, an int handle or a stream object, got a bool")
+    if isinstance(stream, (int, np.integer)):
+        if stream < 0:
+            raise ValueError(f"{caller}: stream handle must be non-negative, got {stream}")
+        return int(stream)
+    if hasattr(stream, "__cuda_stream__"):
+        protocol = stream.__cuda_stream__
+        version_handle = protocol() if callable(protocol) else protocol
+        return _handle_int(caller, version_handle[1])
+    for attr in ("ptr", "cuda_stream", "handle"):
+        if hasattr(stream, attr):
+            return _handle_int(caller, getattr(stream, attr))
+    raise TypeError(f"{caller}: stream must be None, an int handle, or an object with __cuda_stream__, .ptr, "
+                    f".cuda_stream or .handle, got {type(stream).__name__}")
+
+
+def _handle_int(caller, handle):
+    handle = getattr(handle, "value", handle)  # ctypes.c_void_p
+    if handle is None:
+        return 0
+    try:
+        value = int(handle)
+    except (TypeError, ValueError):
+        raise TypeError(f"{caller}: stream handle must be an int, got {type(handle).__name__}") from None
+    if value < 0:
+        raise ValueError(f"{caller}: stream handle must be non-negative, got {value}")
+    return value
+
+
+def _wait(producer, consumer):
+    """Make stream ``consumer`` wait for the work queued so far on ``producer`` (no host sync)."""
+    if producer == consumer or _simulator():
+        return
+    cuda = _cuda()
+    event = cuda.event(timing=False)
+    event.record(stream=_numba_stream(producer))
+    event.wait(stream=_numba_stream(consumer))
+
+
+# ---------------------------------------------------------------- descriptors
+class _Operand:
+    """An n-d device array as (pointer, shape, element strides, dtype), plus where it came from."""
+
+    def __init__(self, ptr, shape, strides, dtype, obj, readonly=False, stream=None, device=None):
+        self.ptr, self.shape, self.strides, self.dtype = int(ptr), tuple(shape), tuple(strides), np.dtype(dtype)
+        self.obj, self.readonly, self.stream, self.device = obj, readonly, stream, device
+
+    def extent(self):
+        """Byte range [lo, hi) the view touches (empty views touch nothing)."""
+        if math.prod(self.shape) == 0:
+            return (self.ptr, self.ptr)
+        lo = sum(s * (n - 1) for n, s in zip(self.shape, self.strides, strict=True) if s < 0)
+        hi = sum(s * (n - 1) for n, s in zip(self.shape, self.strides, strict=True) if s > 0)
+        size = self.dtype.itemsize
+        return (self.ptr + lo * size, self.ptr + (hi + 1) * size)
+
+
+def is_device_array(x):
+    """True for objects the GPU path takes zero-copy (and for the simulator's arrays)."""
+    return hasattr(x, "__cuda_array_interface__") or type(x).__name__ in _SIM_ARRAY_TYPES
+
+
+def _interface(x):
+    if hasattr(x, "__cuda_array_interface__"):
+        return x.__cuda_array_interface__
+    host = x._ary.__array_interface__  # the simulator's device arrays: host memory
+    return {"shape": host["shape"], "strides": host["strides"], "data": host["data"], "typestr": host["typestr"],
+            "version": 3}
+
+
+def _device_id(x, ptr):
+    if hasattr(x, "__dlpack_device__"):
+        with contextlib.suppress(Exception):
+            kind, index = x.__dlpack_device__()
+            return int(index)
+    device = getattr(x, "device", None)
+    for attr in ("id", "index"):  # cupy.cuda.Device.id, torch.device.index
+        value = getattr(device, attr, None)
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+    if ptr and not _simulator():
+        with contextlib.suppress(Exception):
+            from numba.cuda.cudadrv import driver  # noqa: PLC0415
+
+            attr = driver.binding.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
+            return int(driver.driver.cuPointerGetAttribute(attr, driver.binding.CUdeviceptr(ptr)))
+    return None
+
+
+def _describe(caller, name, x):
+    """The :class:`_Operand` of a device array argument, its dtype checked."""
+    cai = _interface(x)
+    if cai.get("mask") is not None:
+        raise TypeError(f"{caller}: {name} is a masked device array, which logscan does not support")
+    dtype = np.dtype(cai["typestr"])
+    if dtype not in _arrays.FLOAT_DTYPES:
+        raise TypeError(f"{caller}: {name} must have a real floating dtype (float16, float32 or float64), "
+                        f"got {dtype}")
+    shape = tuple(int(n) for n in cai["shape"])
+    if cai.get("strides") is None:
+        strides, step = [], 1
+        for n in reversed(shape):
+            strides.append(step)
+            step *= max(n, 1)
+        strides = tuple(reversed(strides))
+    else:
+        if any(s % dtype.itemsize for s in cai["strides"]):
+            raise ValueError(f"{caller}: {name} has strides {tuple(cai['strides'])} that are not a multiple of "
+                             f"its itemsize {dtype.itemsize}")
+        strides = tuple(int(s) // dtype.itemsize for s in cai["strides"])
+    ptr, readonly = cai["data"]
+    return _Operand(ptr, shape, strides, dtype, x, bool(readonly), cai.get("stream"), _device_id(x, ptr))
+
+
+def _broadcast(op, shape):
+    """``op`` viewed with the broadcast ``shape`` (stride 0 where stretched or prepended)."""
+    lead = len(shape) - len(op.shape)
+    strides = [0] * lead
+    for n_to, n, s in zip(shape[lead:], op.shape, op.strides, strict=True):
+        strides.append(s if n == n_to else 0)
+    return _Operand(op.ptr, shape, strides, op.dtype, op.obj, op.readonly, op.stream, op.device)
+
+
+# ------------------------------------------------------------------ families
+class _Family:
+    """Allocation in the array family of a template input (CuPy, torch, else Numba)."""
+
+    def __init__(self, template, device, stream):
+        root = type(template).__module__.split(".")[0] if template is not None else "numpy"
+        self.kind = root if root in ("cupy", "torch") else "numba"
+        self.template, self.device, self.stream = template, device, stream
+        self.to_host = template is None  # NumPy inputs: results go back to the host
+
+    def empty(self, shape, dtype):
+        """(object, _Operand) of a new C-contiguous device array."""
+        dtype = np.dtype(dtype)
+        if self.kind == "cupy":
+            cupy = importlib.import_module("cupy")
+            with cupy.cuda.Device(self.device or 0):
+                obj = cupy.empty(shape, dtype)
+        elif self.kind == "torch":
+            torch = importlib.import_module("torch")
+            obj = torch.empty(shape, dtype=getattr(torch, dtype.name), device=self.template.device)
+        else:
+            obj = _cuda().device_array(shape, dtype, stream=_numba_stream(self.stream))
+        op = _describe("logscan", "new array", obj) if math.prod(shape) else _Operand(
+            0, shape, (0,) * len(shape), dtype, obj)
+        return obj, op
+
+    def workspace(self, nbytes):
+        if nbytes == 0:
+            return None, 0
+        obj, op = self.empty((nbytes,), np.uint8) if self.kind != "numba" else self._numba_bytes(nbytes)
+        return obj, op.ptr
+
+    def _numba_bytes(self, nbytes):
+        obj = _cuda().device_array((nbytes,), np.uint8, stream=_numba_stream(self.stream))
+        cai = _interface(obj)
+        return obj, _Operand(cai["data"][0], (nbytes,), (1,), np.uint8, obj)
+
+    def zeros(self, shape, dtype):
+        obj, op = self.empty(shape, dtype)
+        return obj, op
+
+    def reduce_sum(self, obj, axes, keepdims):
+        """Sum over axes in the family (host round trip for Numba arrays)."""
+        if self.kind == "cupy":
+            return obj.sum(axis=axes, keepdims=keepdims)
+        if self.kind == "torch":
+            return obj.sum(dim=axes, keepdim=keepdims)
+        host = obj.copy_to_host(stream=_numba_stream(self.stream))
+        _numba_stream(self.stream).synchronize()
+        return _cuda().to_device(np.ascontiguousarray(host.sum(axis=axes, keepdims=keepdims)),
+                                 stream=_numba_stream(self.stream))
+
+
+def _copy(module, dst, src):
+    """dst[...] = src between device operands of one shape (casts dtype), through the backend's views."""
+    if math.prod(dst.shape) == 0:
+        return
+    dst_view = module.as_array(dst.ptr, dst.shape, dst.strides, dst.dtype, True)
+    dst_view[...] = module.as_array(src.ptr, src.shape, src.strides, src.dtype, False)
+
+
+def _fill(module, dst, value):
+    if math.prod(dst.shape):
+        module.as_array(dst.ptr, dst.shape, dst.strides, dst.dtype, True)[...] = value
+
+
+class _Call:
+    """Everything one front-door call holds: backend, family, stream, temporaries kept alive."""
+
+    def __init__(self, caller, backend, family, module):
+        self.caller, self.backend, self.family, self.module = caller, backend, family, module
+        self.keep = []
+
+    def contiguous(self, op, dtype=None):
+        """A C-contiguous copy of ``op`` (with dtype cast) in the family."""
+        obj, new = self.family.empty(op.shape, dtype or op.dtype)
+        self.keep.append(obj)
+        _copy(self.module, new, op)
+        return new
+
+    def canonical(self, op, axis):
+        """(ptr, shape3, strides3) of ``op`` scanned along ``axis``, copying only when the strides force it."""
+        found = _layout.canonical(op.shape, op.strides, axis)
+        if found is None:
+            op = self.contiguous(op)
+            found = _layout.canonical(op.shape, op.strides, axis)
+        shape3, strides3 = found
+        return op.ptr, shape3, strides3
+
+    def as_dtype(self, op, dtype):
+        return op if op.dtype == dtype else self.contiguous(op, dtype)
+
+
+# ------------------------------------------------------------------ the calls
+def _normalize_axis(caller, axis, ndim):
+    from logscan.api import _normalize_axis as normalize  # noqa: PLC0415  (api imports this module lazily)
+
+    return normalize(caller, axis, ndim)
+
+
+def _gather(caller, named, stream):
+    """Operands of the given arrays (NumPy ones copied to the device), the family, device and stream."""
+    present = {name: x for name, x in named.items() if x is not None}
+    host = [name for name, x in present.items() if not is_device_array(x)]
+    device_names = [name for name in present if name not in host]
+    if host and device_names:
+        raise TypeError(f"{caller}: cannot mix host and device arrays: {', '.join(host)} on the CPU, "
+                        f"{', '.join(device_names)} on a CUDA device; move them to one place first")
+    handle = stream_handle(caller, stream)
+    operands = {}
+    if host:
+        cuda = _cuda()
+        numba_stream = _numba_stream(handle)
+        for name, x in present.items():
+            x_np = _arrays.to_numpy(x)
+            _arrays.check_float(caller, name, x_np)
+            operands[name] = _describe(caller, name, cuda.to_device(np.ascontiguousarray(x_np),
+                                                                    stream=numba_stream))
+        return operands, None, None, handle
+    for name, x in present.items():
+        operands[name] = _describe(caller, name, x)
+    devices = {name: op.device for name, op in operands.items() if op.device is not None}
+    if len(set(devices.values())) > 1:
+        where = ", ".join(f"{name} on cuda:{d}" for name, d in devices.items())
+        raise ValueError(f"{caller}: arrays are on different devices ({where}); move them to one device first")
+    device = next(iter(devices.values()), None)
+    producers = [op.stream for op in operands.values() if op.stream is not None]
+    if handle is None and producers:
+        handle = int(producers[0])
+    for producer in producers:
+        _wait(int(producer), handle or 0)
+    template = next(x for x in present.values())
+    return operands, template, device, handle
+
+
+@contextlib.contextmanager
+def _on_device(device):
+    if device is None or _simulator():
+        yield
+        return
+    with _cuda().gpus[device]:
+        yield
+
+
+def _setup(caller, named, backend, stream, input_names):
+    _name, module = registry.resolve(backend, "cuda", caller=caller)  # first: "install logscan[cuda13]"
+    operands, template, device, handle = _gather(caller, named, stream)
+    family = _Family(template, device, handle)
+    call = _Call(caller, backend, family, module)
+    for name in input_names:
+        if name not in operands:
+            raise TypeError(f"{caller}: {name} must be an array, got None")
+    return operands, call, device, handle
+
+
+def _inputs(caller, call, operands, names, axis):
+    try:
+        shape = np.broadcast_shapes(*(operands[n].shape for n in names))
+    except ValueError:
+        shapes = " and ".join(str(operands[n].shape) for n in names)
+        raise ValueError(f"{caller}: {' and '.join(names)} must have the same shape (or broadcast together), "
+                         f"got {shapes}") from None
+    if len(shape) == 0:
+        raise ValueError(f"{caller}: {names[0]} must have at least one dimension to scan along, got a 0-d array")
+    axis = _normalize_axis(caller, axis, len(shape))
+    dtype = np.result_type(*(operands[n].dtype for n in names))
+    return [_broadcast(call.as_dtype(operands[n], dtype), shape) for n in names], shape, dtype, axis
+
+
+def _state(caller, call, name, op, state_shape, axis, dtype):
+    """(ptr, (outer, inner) strides) of an optional initial state."""
+    if op is None:
+        return 0, (0, 0)
+    op = call.as_dtype(op, dtype)
+    try:
+        fits = np.broadcast_shapes(op.shape, state_shape) == tuple(state_shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{caller}: {name} must have shape {state_shape} (the scanned arrays' shape without "
+                         f"the scan axis), got {op.shape}") from None
+    op = _broadcast(op, state_shape)
+    expanded = _Operand(op.ptr, op.shape[:axis] + (1,) + op.shape[axis:], op.strides[:axis] + (0,) + op.strides[axis:],
+                        op.dtype, op.obj)
+    ptr, _shape3, strides3 = call.canonical(expanded, axis)
+    return ptr, (strides3[0], strides3[2])
+
+
+def _overlaps(x, y):
+    (x0, x1), (y0, y1) = x.extent(), y.extent()
+    return x0 < y1 and y0 < x1
+
+
+def _same_view(x, y):
+    return x.ptr == y.ptr and x.shape == y.shape and x.strides == y.strides
+
+
+def _run(op, call, sizes, kwargs, reverse, method, handle, dtype):
+    nbytes = capi.workspace_size(op, method=method, backend=call.backend, device="cuda", **sizes)
+    workspace_obj, workspace_ptr = call.family.workspace(nbytes)
+    call.keep.append(workspace_obj)
+    getattr(capi, op)(**sizes, **kwargs, reverse=reverse, method=method, backend=call.backend, device="cuda",
+                      workspace=workspace_ptr, workspace_bytes=nbytes, stream=handle)
+
+
+def _finish_host(call, obj, handle):
+    """NumPy result of a device array (the host path), after the stream is done."""
+    stream = _numba_stream(handle)
+    host = obj.copy_to_host(stream=stream)
+    stream.synchronize()
+    return host
+
+
+def forward(op, caller, named, axis, reverse, method, backend, stream=None):
+    """Forward scan of device arrays (or NumPy arrays with a GPU backend); see :func:`logscan.scan`."""
+    names = list(named)
+    first, second, state_name = names[0], names[1], names[2]
+    operands, call, device, handle = _setup(caller, named, backend, stream, (first, second))
+    with _on_device(device), _backend_stream(call.module, handle):
+        (a, b), shape, dtype, axis = _inputs(caller, call, operands, (first, second), axis)
+        state_shape = shape[:axis] + shape[axis + 1:]
+        state = _state(caller, call, state_name, operands.get(state_name), state_shape, axis, dtype)
+        out_obj = named.get("out")
+        result_obj, result = _output(caller, call, out_obj, operands.get("out"), shape, dtype, axis, (a, b))
+        kwargs = {}
+        a_names = ("log_a", "log_b") if op == "log_scan" else ("a", "b")
+        for name, x in zip(a_names + ("out",), (a, b, result), strict=True):
+            kwargs[name], shape3, kwargs[name + "_strides"] = call.canonical(x, axis)
+        kwargs["log_h0" if op == "log_scan" else "h0"], kwargs[("log_h0" if op == "log_scan" else "h0") + "_strides"] \
+            = state
+        outer, T, inner = shape3
+        if outer * T * inner:  # empty results have nothing to compute (and may have null pointers)
+            _run(op, call, dict(outer=outer, T=T, inner=inner, dtype=str(dtype)), kwargs, reverse, method, handle,
+                 dtype)
+        if out_obj is not None:
+            if result_obj is not out_obj:
+                _copy_out(call, out_obj, operands.get("out"), result_obj, result, handle)
+            return out_obj
+        if call.family.to_host:
+            return _finish_host(call, result_obj, handle)
+        return result_obj
+
+
+@contextlib.contextmanager
+def _backend_stream(module, handle):
+    """The backend's stream scope around the front door's own copies (the core opens its own for the call)."""
+    scope = getattr(module, "on_stream", None)
+    if scope is None:
+        yield
+        return
+    with scope(handle):
+        yield
+
+
+def _output(caller, call, out_obj, out_op, shape, dtype, axis, inputs):
+    """(object, operand) the core writes: ``out`` itself when canonical and safe, else a new array."""
+    if out_obj is None:
+        return call.family.empty(shape, dtype)
+    if call.family.to_host:
+        if not isinstance(out_obj, np.ndarray):
+            raise TypeError(f"{caller}: out must be a numpy.ndarray, got {type(out_obj).__name__}")
+    if out_op.shape != tuple(shape):
+        raise ValueError(f"{caller}: out must have shape {tuple(shape)}, got {out_op.shape}")
+    if out_op.dtype != dtype:
+        raise TypeError(f"{caller}: out must have dtype {dtype}, got {out_op.dtype}")
+    if call.family.to_host:
+        if not out_obj.flags.writeable:
+            raise ValueError(f"{caller}: out is read-only")
+        return call.family.empty(shape, dtype)
+    if out_op.readonly:
+        raise ValueError(f"{caller}: out is read-only")
+    canonical = _layout.canonical(out_op.shape, out_op.strides, axis) is not None
+    overlaps = any(_overlaps(out_op, x) and not _same_view(out_op, x) for x in inputs)
+    if canonical and not overlaps:
+        return out_obj, out_op
+    return call.family.empty(shape, dtype)
+
+
+def _copy_out(call, out_obj, out_op, result_obj, result, handle):
+    if call.family.to_host:
+        np.copyto(out_obj, _finish_host(call, result_obj, handle))
+    else:
+        _copy(call.module, out_op, result)
+
+
+def _sum_to(call, obj, op, shape):
+    """Reduce a gradient of the broadcast shape to an input's own shape, in the family."""
+    if op.shape == tuple(shape):
+        return obj
+    lead = len(op.shape) - len(shape)
+    if lead:
+        obj = call.family.reduce_sum(obj, tuple(range(lead)), False)
+    current = op.shape[lead:]
+    stretched = tuple(k for k, n in enumerate(shape) if n == 1 and current[k] != 1)
+    return call.family.reduce_sum(obj, stretched, True) if stretched else obj
+
+
+def backward(op, caller, named, axis, reverse, method, backend, stream=None):
+    """Backward of a scan on device arrays; see :func:`logscan.scan_backward`."""
+    grad_name, first, second, value_name, state_name = list(named)
+    operands, call, device, handle = _setup(caller, named, backend, stream, (grad_name, first, second, value_name))
+    with _on_device(device), _backend_stream(call.module, handle):
+        (a, b), shape, dtype, axis = _inputs(caller, call, operands, (first, second), axis)
+        seq = {}
+        for name in (grad_name, value_name):
+            x = operands[name]
+            if x.shape != tuple(shape):
+                raise ValueError(f"{caller}: {name} must have shape {tuple(shape)} (that of {first} and {second} "
+                                 f"broadcast), got {x.shape}")
+            seq[name] = call.as_dtype(x, dtype)
+        state_shape = shape[:axis] + shape[axis + 1:]
+        state_op = operands.get(state_name)
+        state = _state(caller, call, state_name, state_op, state_shape, axis, dtype)
+        grad_a_obj, grad_a = call.family.empty(shape, dtype)
+        grad_b_obj, grad_b = call.family.empty(shape, dtype)
+        grad_state_obj = None
+        kwargs = {}
+        names = {"log_scan": ("grad_log_h", "log_a", "log_b", "log_h", "grad_log_a", "grad_log_b", "log_h0",
+                              "grad_log_h0"),
+                 "linear_scan": ("grad_h", "a", "b", "h", "grad_a", "grad_b", "h0", "grad_h0")}[op]
+        for name, x in zip(names[:6], (seq[grad_name], a, b, seq[value_name], grad_a, grad_b), strict=True):
+            kwargs[name], shape3, kwargs[name + "_strides"] = call.canonical(x, axis)
+        kwargs[names[6]], kwargs[names[6] + "_strides"] = state
+        if state_op is not None:
+            grad_state_obj, grad_state = call.family.empty(state_shape, dtype)
+            kwargs[names[7]], kwargs[names[7] + "_strides"] = _state(caller, call, names[7], grad_state,
+                                                                     state_shape, axis, dtype)
+        outer, T, inner = shape3
+        if outer * T * inner:
+            _run(op + "_backward", call, dict(outer=outer, T=T, inner=inner, dtype=str(dtype)), kwargs, reverse,
+                 method, handle, dtype)
+        elif state_op is not None:
+            _fill(call.module, grad_state, 0)  # T = 0: the state passes through untouched
+        grads = [_sum_to(call, grad_a_obj, grad_a, operands[first].shape),
+                 _sum_to(call, grad_b_obj, grad_b, operands[second].shape),
+                 None if state_op is None else _sum_to(call, grad_state_obj, grad_state, state_op.shape)]
+        if call.family.to_host:
+            grads = [None if g is None else _finish_host(call, g, handle) for g in grads]
+        return tuple(grads)
+
+
+def zeros_like_scalar(x):
+    """A zero of ``x``'s dtype with ``x.ndim`` unit dims, in ``x``'s family (``log_a = 0`` for logcumsumexp)."""
+    op = _describe("logscan.logcumsumexp", "x", x)
+    family = _Family(x, op.device, None)
+    ndim = max(len(op.shape), 1)
+    if family.kind == "cupy":
+        return importlib.import_module("cupy").zeros((1,) * ndim, op.dtype)
+    if family.kind == "torch":
+        torch = importlib.import_module("torch")
+        return torch.zeros((1,) * ndim, dtype=getattr(torch, op.dtype.name), device=x.device)
+    if _simulator():
+        return _SimulatedDeviceArray(np.zeros((1,) * ndim, op.dtype))
+    return _cuda().to_device(np.zeros((1,) * ndim, op.dtype))
+
+
+class _SimulatedDeviceArray:
+    """Under Numba's simulator "device" memory is host memory; this marks it as device memory for the API."""
+
+    def __init__(self, host):
+        self.host = host
+        self.__cuda_array_interface__ = {"shape": host.shape, "strides": None, "typestr": host.dtype.str,
+                                         "data": (host.__array_interface__["data"][0], False), "version": 3}

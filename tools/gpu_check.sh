@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# GPU check for logscan, on a GPU machine with no network.
+#
+# Needs: numpy, numba, numba-cuda, cupy, pytest, hypothesis (already installed);
+# runs the checkout in place (PYTHONPATH=<repo root>), installs nothing.
+#
+#   tools/gpu_check.sh               GPU tests + benchmark table
+#   tools/gpu_check.sh --quick       the same, benchmark on the three target shapes only
+#   tools/gpu_check.sh --sanitize    also every kernel under compute-sanitizer memcheck and racecheck
+#
+# Logs go to ${LOGSCAN_GPU_LOGS:-gpu_check_logs}/. A short summary table is printed last.
+# Exit status: 0 when the tests pass (and the sanitizers are clean, when asked).
+
+set -u
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$PWD
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+unset NUMBA_ENABLE_CUDASIM
+PY=${PYTHON:-python}
+LOGS=${LOGSCAN_GPU_LOGS:-${TMPDIR:-/tmp}/logscan_gpu_check}
+mkdir -p "$LOGS"
+
+SANITIZE=0
+QUICK=()
+for arg in "$@"; do
+  case "$arg" in
+    --sanitize) SANITIZE=1 ;;
+    --quick) QUICK=(--quick) ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "gpu_check: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+
+echo "== machine"
+nvidia-smi -L 2>/dev/null || echo "(nvidia-smi not found)"
+"$PY" - <<'EOF' 2>&1 | tee "$LOGS/versions.txt"
+import importlib
+for name in ("numpy", "numba", "numba_cuda", "cupy", "pytest", "hypothesis"):
+    try:
+        print(f"{name:12s}", getattr(importlib.import_module(name), "__version__", "?"))
+    except Exception as error:
+        print(f"{name:12s} MISSING ({type(error).__name__})")
+from numba import cuda
+print("cuda available:", cuda.is_available())
+if cuda.is_available():
+    d = cuda.get_current_device()
+    print("device:", d.name, "cc", d.compute_capability)
+EOF
+
+echo "== GPU tests (pytest -m gpu)"
+"$PY" -m pytest -m gpu -q -p no:cacheprovider -o addopts="" --import-mode=importlib -rs tests/ \
+  2>&1 | tee "$LOGS/tests.txt"
+TESTS_RC=${PIPESTATUS[0]}
+TESTS_LINE=$(tail -n 1 "$LOGS/tests.txt")
+
+echo "== benchmark (every GPU backend x method x shape, float32)"
+"$PY" tools/gpu_bench.py "${QUICK[@]}" --json "$LOGS/bench.json" 2>&1 | tee "$LOGS/bench.txt"
+BENCH_RC=${PIPESTATUS[0]}
+
+SANITIZE_SUMMARY=()
+SANITIZE_RC=0
+if [ "$SANITIZE" = 1 ]; then
+  SAN=$(command -v compute-sanitizer || true)
+  for candidate in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+    [ -z "$SAN" ] && [ -x "$candidate" ] && SAN=$candidate
+  done
+  if [ -z "$SAN" ]; then
+    SANITIZE_SUMMARY+=("sanitizer   compute-sanitizer not found: NOT RUN")
+    SANITIZE_RC=1
+  else
+    for tool in memcheck racecheck; do
+      echo "== compute-sanitizer --tool $tool"
+      # NUMBA_CUDA_DEBUGINFO would give line numbers but changes the code; keep the shipped kernels.
+      "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 \
+        "$PY" tools/gpu_bench.py --sanitize-run 2>&1 | tee "$LOGS/sanitize-$tool.txt"
+      rc=${PIPESTATUS[0]}
+      summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOGS/sanitize-$tool.txt" | tail -n 1)
+      SANITIZE_SUMMARY+=("$(printf '%-11s %s (rc %s)' "$tool" "${summary:-no summary line}" "$rc")")
+      [ "$rc" = 0 ] || SANITIZE_RC=1
+    done
+  fi
+fi
+
+echo
+echo "================ logscan GPU check: summary ================"
+grep -E "^device:" "$LOGS/versions.txt" || echo "device: none"
+printf '%-11s %s (rc %s)\n' "tests" "$TESTS_LINE" "$TESTS_RC"
+if [ -s "$LOGS/bench.json" ]; then
+  "$PY" - "$LOGS/bench.json" <<'EOF'
+import json, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+print(f"{'backend':<11} {'auto method':<12} {'dir':<8} {'shape':<16} {'frac copy':>9} {'vs cumsum':>9}  target")
+for r in rows:
+    if not r["auto"] or r["target"] is None:
+        continue
+    ok = r["frac_copy"] >= r["target"] and not (r["vs_cumsum"] <= 1)
+    print(f"{r['backend']:<11} {r['method']:<12} {r['direction']:<8} {'x'.join(map(str, r['shape'])):<16} "
+          f"{r['frac_copy']:9.2f} {r['vs_cumsum']:9.2f}  {'PASS' if ok else 'FAIL'} (>= {r['target']:.2f})")
+EOF
+else
+  echo "bench       no results (rc $BENCH_RC)"
+fi
+for line in "${SANITIZE_SUMMARY[@]}"; do echo "$line"; done
+echo "logs: $LOGS"
+[ "$TESTS_RC" = 0 ] && [ "$SANITIZE_RC" = 0 ]
