@@ -68,9 +68,11 @@ def _fold_h0(space, A0, B0, h0, outB0):
 # ---------------------------------------------------------------- sequential
 def _sequential(space, a, b, h0, out):
     h = np.full(b[:, 0].shape, space.identity[1], dtype=out.dtype) if h0 is None else h0.astype(out.dtype)
-    scratch = np.empty_like(h)
+    # The A part of each step is discarded; starting it from the identity every
+    # step keeps it from accumulating garbage (and floating-point warnings).
+    identity_A, scratch = np.full_like(h, space.identity[0]), np.empty_like(h)
     for t in range(a.shape[1]):
-        space.combine(scratch, h, a[:, t], b[:, t], scratch, h)
+        space.combine(identity_A, h, a[:, t], b[:, t], scratch, h)
         out[:, t] = h
 
 
