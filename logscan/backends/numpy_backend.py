@@ -60,9 +60,15 @@ def _carve(workspace, count, shape, dtype):
 
 
 def _fold_h0(space, A0, B0, h0, outB0):
-    """Apply the initial state through step 0: B0 <- combine((-, h0), (A0, B0)).B."""
-    if h0 is not None:
-        space.combine(np.zeros_like(h0), h0, A0, B0, np.empty_like(h0), outB0)
+    """Apply the initial state through step 0: B0 <- combine((-, h0), (A0, B0)).B.
+
+    An absent state is the identity's B (h = 0), folded all the same: a NaN in
+    ``A0`` must reach ``B0`` as it does in the sequential loop (NaN * 0 is NaN),
+    or the tree scans, which only ever add ``A`` of later elements, drop it.
+    """
+    if h0 is None:
+        h0 = np.full_like(B0, space.identity[1])
+    space.combine(np.zeros_like(h0), h0, A0, B0, np.empty_like(h0), outB0)
 
 
 # ---------------------------------------------------------------- sequential
