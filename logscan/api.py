@@ -123,6 +123,8 @@ def _call(op, caller, buffers, state, dtype, reverse, method, backend):
     for name, (ptr, strides) in state.items():
         kwargs[name], kwargs[name + "_strides"] = ptr, strides
     sizes = dict(outer=outer, T=T, inner=inner, dtype=str(dtype))
+    # Resolve here first so that an unknown backend or method is reported under the public name.
+    capi._resolve(caller, op, outer, T, inner, dtype, method, backend, "cpu")
     nbytes = capi.workspace_size(op, method=method, backend=backend, **sizes)
     workspace = np.empty(nbytes, np.uint8)
     getattr(capi, op)(**sizes, **kwargs, reverse=reverse, method=method, backend=backend,
