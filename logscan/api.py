@@ -23,6 +23,8 @@ _OPS = {
 
 def _normalize_axis(caller, axis, ndim):
     try:
+        if isinstance(axis, (bool, np.bool_)):  # an int to operator.index, not to NumPy
+            raise TypeError
         axis = operator.index(axis)
     except TypeError:
         raise TypeError(f"{caller}: axis must be an int, got {type(axis).__name__}") from None
