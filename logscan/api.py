@@ -390,7 +390,9 @@ def logcumsumexp(x, *, axis=-1, reverse=False, method="auto", backend="auto", ou
     if _arrays.device_of(caller, "x", x) == "cpu":
         x_np = _arrays.to_numpy(x)
         _arrays.check_float(caller, "x", x_np)
-        zero = np.zeros((1,) * max(x_np.ndim, 1), x_np.dtype)
+        if x_np.ndim == 0:
+            raise ValueError(f"{caller}: x must have at least one dimension to scan along, got a 0-d array")
+        zero = np.zeros((1,) * x_np.ndim, x_np.dtype)
     else:
         from logscan import _device  # noqa: PLC0415  (GPU support loads only when used)
         zero = _device.zeros_like_scalar(x)
