@@ -67,10 +67,14 @@ def _check_common(caller, op, outer, T, inner, dtype, method):
     if op not in _SIGNATURES:
         raise ValueError(f"{caller}: unknown op {op!r}; expected one of {sorted(_SIGNATURES)}")
     for name, value in (("outer", outer), ("T", T), ("inner", inner)):
-        if not isinstance(value, (int, np.integer)) or value < 0:
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{caller}: {name} must be a non-negative int, got {value!r}")
-    if str(np.dtype(dtype)) not in DTYPES:
-        raise TypeError(f"{caller}: dtype must be one of {DTYPES}, got {np.dtype(dtype)}")
+    try:  # np.dtype(None) is float64 and np.dtype("foo") raises an unprefixed TypeError
+        name = None if dtype is None else str(np.dtype(dtype))
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise TypeError(f"{caller}: dtype must be one of {DTYPES}, got {dtype!r}")
     if not isinstance(method, str):
         raise TypeError(f"{caller}: method must be a str, got {type(method).__name__}")
 
