@@ -133,12 +133,13 @@ def workspace_size(op, *, outer, T, inner, dtype, method="auto", backend="auto",
 class _Carver:
     """Hands out aligned pieces of the caller's workspace as arrays."""
 
-    def __init__(self, module, ptr, nbytes):
-        self.module, self.ptr, self.nbytes, self.used = module, ptr, nbytes, 0
+    def __init__(self, caller, module, ptr, nbytes):
+        self.caller, self.module, self.ptr, self.nbytes, self.used = caller, module, ptr, nbytes, 0
 
     def take(self, nbytes):
         if self.used + nbytes > self.nbytes:
-            raise ValueError(f"workspace of {self.nbytes} bytes is too small (needs at least {self.used + nbytes})")
+            raise ValueError(f"{self.caller}: workspace of {self.nbytes} bytes is too small (needs at least "
+                             f"{self.used + nbytes}; ask workspace_size)")
         view = self.module.as_array(self.ptr + self.used, (nbytes,), (1,), np.uint8, True) if nbytes else None
         self.used += _aligned(nbytes)
         return view
@@ -163,6 +164,8 @@ def _run(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backen
         ptr, strides = buffers[name]
         if not ptr:
             return None
+        if len(strides) != len(shape):
+            raise ValueError(f"{caller}: {name}_strides must have {len(shape)} entries, got {strides!r}")
         return module.as_array(ptr, shape, strides, dtype, writable)
 
     views = {name: view(name, shape3, False) for name in t_in}
@@ -173,6 +176,9 @@ def _run(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backen
     for name in t_out:
         if views[name] is None:
             raise ValueError(f"{caller}: output buffer {name!r} is a null pointer")
+    for name in t_in:  # an empty input may have no storage at all (a null data pointer)
+        if views[name] is None and outer * T * inner:
+            raise ValueError(f"{caller}: input buffer {name!r} is a null pointer")
 
     if outer * inner == 0:
         return
@@ -181,7 +187,7 @@ def _run(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backen
             views[grad_state][...] = 0
         return
 
-    carver = _Carver(module, workspace, workspace_bytes)
+    carver = _Carver(caller, module, workspace, workspace_bytes)
     kernel_bytes = module.workspace_size(op, compute_dtype(dtype), outer, T, inner, method)
     kernel_ws = carver.take(kernel_bytes)
     # float16: compute on float32 staging copies carved from the workspace.
