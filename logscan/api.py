@@ -144,6 +144,8 @@ def _forward(op, first, second, state, axis, reverse, method, backend, out, *, c
     caller, names = caller or default_caller, names or default_names
     _check_options(caller, reverse, method, backend)
     named = {names[0]: first, names[1]: second, state_name: state, "out": out}
+    for name in names:  # common_device skips None, which only the optional arguments may be
+        _arrays.device_of(caller, name, named[name])
     device = _arrays.common_device(caller, named)
     if device != "cpu":
         from logscan import _device  # noqa: PLC0415  (GPU support loads only when used)
@@ -182,6 +184,8 @@ def _backward(op, grad, first, second, value, state, axis, reverse, method, back
     grad_name, value_name = ("grad_log_h", "log_h") if op == "log_scan" else ("grad_h", "h")
     _check_options(caller, reverse, method, backend)
     named = {grad_name: grad, names[0]: first, names[1]: second, value_name: value, state_name: state}
+    for name in (grad_name, *names, value_name):
+        _arrays.device_of(caller, name, named[name])
     device = _arrays.common_device(caller, named)
     if device != "cpu":
         from logscan import _device  # noqa: PLC0415
