@@ -391,7 +391,10 @@ def logcumsumexp(x, *, axis=-1, reverse=False, method="auto", backend="auto", ou
     True
     """
     caller = "logscan.logcumsumexp"
-    if _arrays.device_of(caller, "x", x) == "cpu":
+    _check_options(caller, reverse, method, backend)
+    # x and out first: a host/device mix must fail here, before any device code runs
+    _arrays.device_of(caller, "x", x)
+    if _arrays.common_device(caller, {"x": x, "out": out}) == "cpu":
         x_np = _arrays.to_numpy(x)
         _arrays.check_float(caller, "x", x_np)
         if x_np.ndim == 0:
