@@ -157,7 +157,9 @@ def _forward(op, first, second, state, axis, reverse, method, backend, out, *, c
     state_buffer, _keep = _state(caller, state_name, None if state is None else _arrays.to_numpy(state),
                                  state_shape, axis, dtype)
     out_np = None if out is None else _arrays.to_numpy(out)
-    result = _output(caller, out_np, shape, dtype, axis, (a, b))
+    # The state is an input too: a backend may read it after writing out (chunk fix-ups).
+    state_np = None if _keep is None else _keep.array
+    result = _output(caller, out_np, shape, dtype, axis, (a, b) if state_np is None else (a, b, state_np))
     buffers = {default_names[0]: _Canonical(a, axis), default_names[1]: _Canonical(b, axis),
                "out": _Canonical(result, axis)}
     _call(op, caller, buffers, {state_name: state_buffer}, dtype, reverse, method, backend)
