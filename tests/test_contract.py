@@ -432,3 +432,45 @@ def test_same_inputs_give_same_bits(backend, method, dtype, rng):
         runs.append((log_h, *grads, h))
     for name, x, y in zip(["log_h", "grad_log_a", "grad_log_b", "grad_log_h0", "h"], *runs, strict=True):
         assert_same_bits(x, y, what=name)
+
+
+# ------------------------------------------------------------ what the front door promises backends
+class _LateStateBackend:
+    """A legal backend by the interface of logscan.backends: it reads all of log_a and log_b, writes
+    ``out``, and only then reads the initial state (as a chunked scan does when it fixes chunks up)."""
+
+    def __init__(self, inner):
+        self.inner, self.methods = inner, inner.methods
+        self.choose_method, self.workspace_size, self.as_array = inner.choose_method, inner.workspace_size, \
+            inner.as_array
+
+    def log_scan(self, log_a, log_b, log_h0, out, method, workspace):
+        log_a, log_b = log_a.copy(), log_b.copy()
+        out[...] = np.nan
+        self.inner.log_scan(log_a, log_b, None if log_h0 is None else log_h0.copy(), out, method, workspace)
+
+    def linear_scan(self, a, b, h0, out, method, workspace):
+        a, b = a.copy(), b.copy()
+        out[...] = np.nan
+        self.inner.linear_scan(a, b, None if h0 is None else h0.copy(), out, method, workspace)
+
+
+@pytest.mark.parametrize("reverse", DIRECTIONS)
+def test_front_door_never_hands_a_backend_out_aliasing_the_state(monkeypatch, reverse, rng):
+    from logscan import registry
+
+    monkeypatch.setitem(registry._SPECS, "late_state",
+                        registry.BackendSpec("late_state", "logscan.backends.numpy_backend", device="cpu", priority=-1))
+    monkeypatch.setitem(registry._LOADED, "late_state", _LateStateBackend(registry.load("numpy")))
+    log_a, log_b = log_inputs(rng, (3, 20), np.float64)
+    out = rng.normal(size=(3, 20))
+    log_h0 = out[:, -1] if not reverse else out[:, 0]
+    expected = reference.scan(log_a, log_b, log_h0=log_h0.copy(), reverse=reverse)
+    logscan.scan(log_a, log_b, log_h0=log_h0, out=out, reverse=reverse, method="sequential", backend="late_state")
+    assert_close(out, expected, np.float64, 20)
+    out = rng.normal(size=(3, 20))
+    h0 = out[:, 5]
+    expected = reference.linear_scan(np.exp(log_a), log_b, h0=h0.copy(), reverse=reverse)
+    logscan.linear_scan(np.exp(log_a), log_b, h0=h0, out=out, reverse=reverse, method="sequential",
+                        backend="late_state")
+    assert_close(out, expected, np.float64, 20, what="linear_scan")
