@@ -197,7 +197,11 @@ def _share(log_num, log_h):
 
 def log_scan_backward(grad_log_h, log_a, log_b, log_h, log_h0, grad_log_a, grad_log_b, grad_log_h0,
                       method, workspace):
-    w = _share(log_a + _previous(log_h, log_h0, -np.inf), log_h)
+    # log h_{t-1} - log h_t first: the two are close where the past dominates, so the
+    # difference is exact, and w keeps full precision however large |log h| grows.
+    with np.errstate(invalid="ignore"):
+        w = np.exp(log_a + (_previous(log_h, log_h0, -np.inf) - log_h))
+    w[np.isneginf(log_h)] = 0  # h_t = 0 carries no gradient (and -inf - -inf is NaN)
     v = _share(log_b, log_h)
     u = _reverse_accumulate(w, grad_log_h, method, workspace)
     np.multiply(u, w, out=grad_log_a)
