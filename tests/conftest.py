@@ -18,9 +18,19 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 import logscan
 from logscan import registry
+
+
+# Hypothesis: small and fast by default (2 shared cores), many more examples on demand
+# with --hypothesis-profile=thorough. No deadline: numba compiles on first calls.
+settings.register_profile("default", max_examples=25, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("thorough", max_examples=1000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("default")
 
 
 # ------------------------------------------------------------ backends, methods
