@@ -176,3 +176,20 @@ def test_logcumsumexp_gradient_is_softmax_weights(backend, method, rng):
     _, grad_x, _ = logscan.scan_backward(g, np.zeros(7), x, log_h, method=method, backend=backend)
     expected = sum(g[t] * np.concatenate([np.exp(x[: t + 1] - log_h[t]), np.zeros(6 - t)]) for t in range(7))
     np.testing.assert_allclose(grad_x, expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("start", [30.0, 1000.0, -1000.0])
+def test_float32_backward_keeps_precision_when_log_h_is_large(backend, method, start):
+    """The weights exp(log a_t + log h_{t-1} - log h_t) must not lose eps * |log h| each (a large state)."""
+    T = 33
+    log_a = np.full((2, T), -0.01, np.float32)
+    log_b = np.full((2, T), -np.inf, np.float32)
+    log_b[:, 0] = start
+    log_b[1, 20] = start - 0.5  # a second input that shares the state
+    log_h = reference.scan(log_a, log_b).astype(np.float32)
+    g = np.zeros((2, T), np.float32)
+    g[:, -1] = 1.0
+    got = logscan.scan_backward(g, log_a, log_b, log_h, method=method, backend=backend)
+    ref = reference.scan_backward(g, log_a, log_b, log_h)
+    scale = reference.scan_backward(np.abs(g), log_a, log_b, log_h)
+    _compare("log_scan", got, ref, scale, np.float32, T)
