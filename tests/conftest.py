@@ -23,7 +23,6 @@ from hypothesis import HealthCheck, settings
 import logscan
 from logscan import registry
 
-
 # Hypothesis: small and fast by default (2 shared cores), many more examples on demand
 # with --hypothesis-profile=thorough. No deadline: numba compiles on first calls.
 settings.register_profile("default", max_examples=25, deadline=None,

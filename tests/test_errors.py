@@ -91,8 +91,8 @@ def test_zero_dimensional_inputs_are_rejected(function):
 def test_mismatched_shapes_are_rejected(function, shape_a, shape_b):
     first, second = np.zeros(shape_a), np.zeros(shape_b)
     with pytest.raises(ValueError, match=_prefix(function) + rf"{FIRST[function]} and {SECOND[function]} must have "
-                                         rf"the same shape \(or broadcast together\), got {re.escape(str(shape_a))} and "
-                                         rf"{re.escape(str(shape_b))}"):
+                                         rf"the same shape \(or broadcast together\), got "
+                                         rf"{re.escape(str(shape_a))} and {re.escape(str(shape_b))}"):
         _call(function, first=first, second=second, grad=first, value=first)
 
 
