@@ -15,7 +15,7 @@ def _collapse(shape, strides):
     """(size, stride) of dims viewed as one, or None when they cannot be."""
     dims = [(n, s) for n, s in zip(shape, strides, strict=True) if n != 1]
     size = math.prod(shape)
-    if not dims:
+    if not dims or size == 0:  # an empty array has no element to address: any stride will do
         return size, 0
     for (_, s0), (n1, s1) in zip(dims, dims[1:], strict=False):
         if s0 != s1 * n1:

@@ -23,6 +23,8 @@ _OPS = {
 
 def _normalize_axis(caller, axis, ndim):
     try:
+        if isinstance(axis, (bool, np.bool_)):  # an int to operator.index, not to NumPy
+            raise TypeError
         axis = operator.index(axis)
     except TypeError:
         raise TypeError(f"{caller}: axis must be an int, got {type(axis).__name__}") from None
@@ -123,6 +125,8 @@ def _call(op, caller, buffers, state, dtype, reverse, method, backend):
     for name, (ptr, strides) in state.items():
         kwargs[name], kwargs[name + "_strides"] = ptr, strides
     sizes = dict(outer=outer, T=T, inner=inner, dtype=str(dtype))
+    # Resolve here first so that an unknown backend or method is reported under the public name.
+    capi._resolve(caller, op, outer, T, inner, dtype, method, backend, "cpu")
     nbytes = capi.workspace_size(op, method=method, backend=backend, **sizes)
     workspace = np.empty(nbytes, np.uint8)
     getattr(capi, op)(**sizes, **kwargs, reverse=reverse, method=method, backend=backend,
@@ -153,6 +157,8 @@ def _forward(op, first, second, state, axis, reverse, method, backend, out, *, c
     caller, names = caller or default_caller, names or default_names
     _check_options(caller, reverse, method, backend)
     named = {names[0]: first, names[1]: second, state_name: state, "out": out}
+    for name in names:  # common_device skips None, which only the optional arguments may be
+        _arrays.device_of(caller, name, named[name])
     device = _arrays.common_device(caller, named)
     if _uses_device(device, backend):
         from logscan import _device  # noqa: PLC0415  (GPU support loads only when used)
@@ -165,7 +171,9 @@ def _forward(op, first, second, state, axis, reverse, method, backend, out, *, c
     state_buffer, _keep = _state(caller, state_name, None if state is None else _arrays.to_numpy(state),
                                  state_shape, axis, dtype)
     out_np = None if out is None else _arrays.to_numpy(out)
-    result = _output(caller, out_np, shape, dtype, axis, (a, b))
+    # The state is an input too: a backend may read it after writing out (chunk fix-ups).
+    state_np = None if _keep is None else _keep.array
+    result = _output(caller, out_np, shape, dtype, axis, (a, b) if state_np is None else (a, b, state_np))
     buffers = {default_names[0]: _Canonical(a, axis), default_names[1]: _Canonical(b, axis),
                "out": _Canonical(result, axis)}
     _call(op, caller, buffers, {state_name: state_buffer}, dtype, reverse, method, backend)
@@ -192,6 +200,8 @@ def _backward(op, grad, first, second, value, state, axis, reverse, method, back
     grad_name, value_name = ("grad_log_h", "log_h") if op == "log_scan" else ("grad_h", "h")
     _check_options(caller, reverse, method, backend)
     named = {grad_name: grad, names[0]: first, names[1]: second, value_name: value, state_name: state}
+    for name in (grad_name, *names, value_name):
+        _arrays.device_of(caller, name, named[name])
     device = _arrays.common_device(caller, named)
     if _uses_device(device, backend):
         from logscan import _device  # noqa: PLC0415
@@ -412,10 +422,15 @@ def logcumsumexp(x, *, axis=-1, reverse=False, method="auto", backend="auto", ou
     True
     """
     caller = "logscan.logcumsumexp"
-    if _arrays.device_of(caller, "x", x) == "cpu":
+    _check_options(caller, reverse, method, backend)
+    # x and out first: a host/device mix must fail here, before any device code runs
+    _arrays.device_of(caller, "x", x)
+    if _arrays.common_device(caller, {"x": x, "out": out}) == "cpu":
         x_np = _arrays.to_numpy(x)
         _arrays.check_float(caller, "x", x_np)
-        zero = np.zeros((1,) * max(x_np.ndim, 1), x_np.dtype)
+        if x_np.ndim == 0:
+            raise ValueError(f"{caller}: x must have at least one dimension to scan along, got a 0-d array")
+        zero = np.zeros((1,) * x_np.ndim, x_np.dtype)
     else:
         from logscan import _device  # noqa: PLC0415  (GPU support loads only when used)
         zero = _device.zeros_like_scalar(x)

@@ -72,10 +72,14 @@ def _check_common(caller, op, outer, T, inner, dtype, method):
     if op not in _SIGNATURES:
         raise ValueError(f"{caller}: unknown op {op!r}; expected one of {sorted(_SIGNATURES)}")
     for name, value in (("outer", outer), ("T", T), ("inner", inner)):
-        if not isinstance(value, (int, np.integer)) or value < 0:
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{caller}: {name} must be a non-negative int, got {value!r}")
-    if str(np.dtype(dtype)) not in DTYPES:
-        raise TypeError(f"{caller}: dtype must be one of {DTYPES}, got {np.dtype(dtype)}")
+    try:  # np.dtype(None) is float64 and np.dtype("foo") raises an unprefixed TypeError
+        name = None if dtype is None else str(np.dtype(dtype))
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise TypeError(f"{caller}: dtype must be one of {DTYPES}, got {dtype!r}")
     if not isinstance(method, str):
         raise TypeError(f"{caller}: method must be a str, got {type(method).__name__}")
 
@@ -134,12 +138,13 @@ def workspace_size(op, *, outer, T, inner, dtype, method="auto", backend="auto",
 class _Carver:
     """Hands out aligned pieces of the caller's workspace as arrays."""
 
-    def __init__(self, module, ptr, nbytes):
-        self.module, self.ptr, self.nbytes, self.used = module, ptr, nbytes, 0
+    def __init__(self, caller, module, ptr, nbytes):
+        self.caller, self.module, self.ptr, self.nbytes, self.used = caller, module, ptr, nbytes, 0
 
     def take(self, nbytes):
         if self.used + nbytes > self.nbytes:
-            raise ValueError(f"workspace of {self.nbytes} bytes is too small (needs at least {self.used + nbytes})")
+            raise ValueError(f"{self.caller}: workspace of {self.nbytes} bytes is too small (needs at least "
+                             f"{self.used + nbytes}; ask workspace_size)")
         view = self.module.as_array(self.ptr + self.used, (nbytes,), (1,), np.uint8, True) if nbytes else None
         self.used += _aligned(nbytes)
         return view
@@ -184,6 +189,8 @@ def _run_resolved(caller, op, module, method, buffers, *, outer, T, inner, dtype
         ptr, strides = buffers[name]
         if not ptr:
             return None
+        if len(strides) != len(shape):
+            raise ValueError(f"{caller}: {name}_strides must have {len(shape)} entries, got {strides!r}")
         return module.as_array(ptr, shape, strides, dtype, writable)
 
     views = {name: view(name, shape3, False) for name in t_in}
@@ -194,6 +201,9 @@ def _run_resolved(caller, op, module, method, buffers, *, outer, T, inner, dtype
     for name in t_out:
         if views[name] is None:
             raise ValueError(f"{caller}: output buffer {name!r} is a null pointer")
+    for name in t_in:  # an empty input may have no storage at all (a null data pointer)
+        if views[name] is None and outer * T * inner:
+            raise ValueError(f"{caller}: input buffer {name!r} is a null pointer")
 
     if outer * inner == 0:
         return
@@ -202,7 +212,7 @@ def _run_resolved(caller, op, module, method, buffers, *, outer, T, inner, dtype
             views[grad_state][...] = 0
         return
 
-    carver = _Carver(module, workspace, workspace_bytes)
+    carver = _Carver(caller, module, workspace, workspace_bytes)
     kernel_bytes = module.workspace_size(op, compute_dtype(dtype), outer, T, inner, method)
     kernel_ws = carver.take(kernel_bytes)
     # float16: compute on float32 staging copies carved from the workspace.

@@ -88,7 +88,8 @@ def scan_backward(grad_log_h, log_a, log_b, log_h, *, axis=-1, log_h0=None, reve
             lh_prev = h_init if prev is None else lh[prev]
             total = g[t] + carry
             dead = np.isneginf(lh[t])
-            w = np.where(dead, 0.0, np.exp(la[t] + lh_prev - lh[t]))
+            # neighbouring states first: their difference is exact where w matters
+            w = np.where(dead, 0.0, np.exp(la[t] + (lh_prev - lh[t])))
             v = np.where(dead, 0.0, np.exp(lb[t] - lh[t]))
             grad_a[t] = total * w
             grad_b[t] = total * v

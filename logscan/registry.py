@@ -67,8 +67,15 @@ class BackendSpec:
     def missing(self) -> list[str]:
         return [pkg for pkg in self.requires if importlib.util.find_spec(pkg) is None]
 
+    def module_present(self) -> bool:
+        """Whether this copy of logscan ships the backend's module (found, not imported)."""
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except ModuleNotFoundError:
+            return False
+
     def is_available(self) -> bool:
-        if self.missing():
+        if self.missing() or not self.module_present():
             return False
         return self.probe is None or bool(self.probe())
 
@@ -109,6 +116,9 @@ def load(name: str, *, caller: str = "logscan") -> Backend:
     if missing:
         hint = f" (pip install 'logscan[{s.extra}]')" if s.extra else ""
         raise RuntimeError(f"{caller}: backend {name!r} needs {', '.join(missing)}, which is not installed{hint}")
+    if not s.module_present():
+        raise RuntimeError(f"{caller}: backend {name!r} is registered but its module {s.module} is not part of "
+                           f"this copy of logscan")
     if s.probe is not None and not s.probe():
         raise RuntimeError(f"{caller}: backend {name!r} is installed but cannot run here "
                            f"(no {s.device.upper()} device found)")

@@ -60,17 +60,25 @@ def _carve(workspace, count, shape, dtype):
 
 
 def _fold_h0(space, A0, B0, h0, outB0):
-    """Apply the initial state through step 0: B0 <- combine((-, h0), (A0, B0)).B."""
-    if h0 is not None:
-        space.combine(np.zeros_like(h0), h0, A0, B0, np.empty_like(h0), outB0)
+    """Apply the initial state through step 0: B0 <- combine((-, h0), (A0, B0)).B.
+
+    An absent state is the identity's B (h = 0), folded all the same: a NaN in
+    ``A0`` must reach ``B0`` as it does in the sequential loop (NaN * 0 is NaN),
+    or the tree scans, which only ever add ``A`` of later elements, drop it.
+    """
+    if h0 is None:
+        h0 = np.full_like(B0, space.identity[1])
+    space.combine(np.zeros_like(h0), h0, A0, B0, np.empty_like(h0), outB0)
 
 
 # ---------------------------------------------------------------- sequential
 def _sequential(space, a, b, h0, out):
     h = np.full(b[:, 0].shape, space.identity[1], dtype=out.dtype) if h0 is None else h0.astype(out.dtype)
-    scratch = np.empty_like(h)
+    # The A part of each step is discarded; starting it from the identity every
+    # step keeps it from accumulating garbage (and floating-point warnings).
+    identity_A, scratch = np.full_like(h, space.identity[0]), np.empty_like(h)
     for t in range(a.shape[1]):
-        space.combine(scratch, h, a[:, t], b[:, t], scratch, h)
+        space.combine(identity_A, h, a[:, t], b[:, t], scratch, h)
         out[:, t] = h
 
 
@@ -189,7 +197,11 @@ def _share(log_num, log_h):
 
 def log_scan_backward(grad_log_h, log_a, log_b, log_h, log_h0, grad_log_a, grad_log_b, grad_log_h0,
                       method, workspace):
-    w = _share(log_a + _previous(log_h, log_h0, -np.inf), log_h)
+    # log h_{t-1} - log h_t first: the two are close where the past dominates, so the
+    # difference is exact, and w keeps full precision however large |log h| grows.
+    with np.errstate(invalid="ignore"):
+        w = np.exp(log_a + (_previous(log_h, log_h0, -np.inf) - log_h))
+    w[np.isneginf(log_h)] = 0  # h_t = 0 carries no gradient (and -inf - -inf is NaN)
     v = _share(log_b, log_h)
     u = _reverse_accumulate(w, grad_log_h, method, workspace)
     np.multiply(u, w, out=grad_log_a)
