@@ -43,21 +43,33 @@ Device backends (``device="cuda"``) work the same way on device memory:
     ``stream`` with a backend that has no ``on_stream`` is an error.
 """
 
+import ctypes
+import functools
+import os
+
 from logscan.registry import BackendSpec, register
+
+
+@functools.lru_cache(maxsize=1)
+def _cuda_device_present():
+    """True when the CUDA driver loads and sees at least one device.
+
+    Asks the driver library directly through ctypes, so answering imports no
+    GPU package (``available_backends()`` must stay cheap).
+    """
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+        count = ctypes.c_int(0)
+        return driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+    except OSError:  # no driver library: no GPU here
+        return False
 
 
 def _cuda_probe():
     """True when a CUDA GPU can run Numba kernels, or when Numba's CUDA simulator is on."""
-    import os  # noqa: PLC0415
-
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
         return True
-    try:
-        from numba import cuda  # noqa: PLC0415  (only when the backend is asked for)
-
-        return bool(cuda.is_available())
-    except Exception:  # noqa: BLE001  (no driver, broken toolkit: not usable here)
-        return False
+    return _cuda_device_present()
 
 
 register(BackendSpec("numpy", "logscan.backends.numpy_backend", device="cpu", priority=0))
