@@ -88,9 +88,9 @@ __global__ void logscan_chunked_forward_reduce(
 
 // ============================================================ phase 2: carry between chunks
 // One block per channel (grid-stride); blockDim a multiple of 32, at most
-// 1024. Pairs of chunk c of channel (o, i) sit at o*so + c*sc + i*si of
-// total_a/total_b; carry (same layout) gets the state entering chunk c.
-// h0 (of the user's storage type S) seeds the scan; when null the seed is the
+// 1024; dynamic shared memory (64 + blockDim) * sizeof(C). Pairs of chunk c
+// of channel (o, i) sit at o*so + c*sc + i*si of total_a/total_b; carry
+// (same layout) gets the state entering chunk c. h0 (of the user's storage type S) seeds the scan; when null the seed is the
 // identity state (-inf in log space, 0 in linear space).
 template <typename S, bool LOG>
 __global__ void logscan_chunk_carry_scan(
@@ -101,8 +101,11 @@ __global__ void logscan_chunk_carry_scan(
     using namespace logscan;
     typedef typename compute_of<S>::type C;
     typedef Space<C, LOG> Sp;
-    __shared__ C warp_a[32], warp_b[32];
-    __shared__ C state_after[1024];
+    // shared memory: 64 + blockDim values of C
+    extern __shared__ __align__(16) unsigned char shared_bytes[];
+    C* warp_a = reinterpret_cast<C*>(shared_bytes);
+    C* warp_b = warp_a + 32;
+    C* state_after = warp_b + 32;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, n_warps = blockDim.x >> 5;
     for (i64 channel = blockIdx.x; channel < outer * inner; channel += gridDim.x) {
         const i64 o = channel / inner, i = channel - o * inner;

@@ -34,9 +34,15 @@ template <> struct compute_of<half_t> { typedef float type; };
 __device__ __forceinline__ float to_compute(float x) { return x; }
 __device__ __forceinline__ double to_compute(double x) { return x; }
 __device__ __forceinline__ float to_compute(half_t x) {
+#ifdef LOGSCAN_HOST_EMULATION  // the CPU emulation used by the tests
+    _Float16 h;
+    __builtin_memcpy(&h, &x.bits, 2);
+    return static_cast<float>(h);
+#else
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));
     return f;
+#endif
 }
 
 template <typename S> __device__ __forceinline__ S to_storage(typename compute_of<S>::type x);
@@ -44,7 +50,12 @@ template <> __device__ __forceinline__ float to_storage<float>(float x) { return
 template <> __device__ __forceinline__ double to_storage<double>(double x) { return x; }
 template <> __device__ __forceinline__ half_t to_storage<half_t>(float x) {
     half_t h;
+#ifdef LOGSCAN_HOST_EMULATION
+    const _Float16 f = static_cast<_Float16>(x);
+    __builtin_memcpy(&h.bits, &f, 2);
+#else
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(x));
+#endif
     return h;
 }
 
