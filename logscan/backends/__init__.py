@@ -33,3 +33,17 @@ from logscan.registry import BackendSpec, register
 register(BackendSpec("numpy", "logscan.backends.numpy_backend", device="cpu", priority=0))
 register(BackendSpec("numba", "logscan.backends.numba_cpu", device="cpu", priority=10,
                      requires=("numba",), extra="numba"))
+
+
+def _cuda_device_present() -> bool:
+    """True when CuPy sees at least one CUDA device (imports CuPy; called only on request)."""
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no driver, no device, broken install: not usable here
+        return False
+
+
+register(BackendSpec("cupy", "logscan.backends.cupy_backend", device="cuda", priority=20,
+                     requires=("cupy",), extra="cuda13", probe=_cuda_device_present))
