@@ -56,15 +56,16 @@ __device__ __forceinline__ void forward_run(const S* a, i64 a_st, const S* b, i6
         // ---- batch-local scan, then the carried state through each prefix
 #pragma unroll
         for (int v = 0; v < VEC; ++v) {
-            C A = Sp::identity_a(), B = Sp::identity_b();
+            C A = Sp::identity_a(), B = Sp::identity_b(), last = state[v];
 #pragma unroll
             for (int k = 0; k < BATCH; ++k) {
                 if (k < n) {
                     Sp::then(A, B, xa[k][v], xb[k][v]);
                     xb[k][v] = Sp::apply(A, state[v], B);
+                    last = xb[k][v];  // (not xb[n - 1]: a run-time index would put xb in local memory)
                 }
             }
-            state[v] = xb[n - 1][v];
+            state[v] = last;
         }
         // ---- stores
 #pragma unroll
