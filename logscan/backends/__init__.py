@@ -38,7 +38,7 @@ register(BackendSpec("numba", "logscan.backends.numba_cpu", device="cpu", priori
 def _cuda_device_present() -> bool:
     """True when CuPy sees at least one CUDA device (imports CuPy; called only on request)."""
     try:
-        import cupy
+        import cupy  # noqa: PLC0415  (optional and heavy: only when asked)
 
         return cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:  # no driver, no device, broken install: not usable here

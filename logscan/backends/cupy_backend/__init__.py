@@ -74,7 +74,7 @@ class View(NamedTuple):
     ptr: int
     strides: tuple[int, ...]
 
-    def at(self, offset: int, itemsize: int) -> "View":
+    def at(self, offset: int, itemsize: int) -> View:
         return View(self.ptr + offset * itemsize, self.strides)
 
 
@@ -211,7 +211,7 @@ def workspace_size(op, dtype, outer, T, inner, method):
 # ------------------------------------------------------------ arrays and streams
 def as_array(ptr, shape, strides, dtype, writable):
     """A CuPy view of device memory at ``ptr`` (strides in elements, None for C order); no copy."""
-    import cupy
+    import cupy  # noqa: PLC0415  (CuPy loads only when a GPU call is made)
 
     dtype = np.dtype(dtype)
     shape = tuple(int(n) for n in shape)
@@ -224,8 +224,8 @@ def as_array(ptr, shape, strides, dtype, writable):
     if 0 in shape:
         low, high = 0, 0
     else:
-        low = sum(min(0, (n - 1) * s) for n, s in zip(shape, byte_strides))
-        high = sum(max(0, (n - 1) * s) for n, s in zip(shape, byte_strides)) + dtype.itemsize
+        low = sum(min(0, (n - 1) * s) for n, s in zip(shape, byte_strides, strict=True))
+        high = sum(max(0, (n - 1) * s) for n, s in zip(shape, byte_strides, strict=True)) + dtype.itemsize
     memory = cupy.cuda.UnownedMemory(int(ptr) + low, max(high - low, 1), owner=None)
     pointer = cupy.cuda.MemoryPointer(memory, -low)
     return cupy.ndarray(shape, dtype, pointer, strides=byte_strides)
@@ -235,9 +235,9 @@ def _on_stream(stream):
     """The context that makes launches go to ``stream`` (nothing to do for None)."""
     if stream is None:
         return contextlib.nullcontext()
-    import cupy
+    import cupy  # noqa: PLC0415  (CuPy loads only when a GPU call is made)
 
-    handle = stream if isinstance(stream, (int, np.integer)) else getattr(stream, "ptr")
+    handle = stream if isinstance(stream, (int, np.integer)) else stream.ptr
     return cupy.cuda.ExternalStream(int(handle))
 
 

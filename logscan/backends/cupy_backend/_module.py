@@ -122,7 +122,7 @@ _functions: dict[tuple[str, int], object] = {}
 
 def get_kernel(kernel: str, dtype, *, log: bool, vec: int | None = None):
     """The ``cupy.RawKernel`` of one instantiation on the current device (compiled on first use)."""
-    import cupy
+    import cupy  # noqa: PLC0415  (CuPy loads only when a kernel is fetched)
 
     name = template_name(kernel, dtype, log=log, vec=vec)
     device = cupy.cuda.runtime.getDevice()
