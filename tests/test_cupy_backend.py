@@ -42,7 +42,7 @@ def test_registered_for_cuda_with_a_lazy_probe():
 
 def test_methods_include_the_contract_methods():
     assert {"sequential", "hillis_steele", "blelloch"} <= set(METHODS)
-    assert "chunked" in METHODS
+    assert {"chunked", "lookback"} <= set(METHODS)
 
 
 @pytest.mark.parametrize("shape, expected", [
@@ -269,6 +269,22 @@ def test_emulated_vectorized_per_channel(emulated, monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("op", OPS)
+def test_emulated_lookback_across_channel_groups(emulated, op):
+    _run_case("lookback", op, np.float32, 2, 200, 40)  # 2 groups of 32 lanes per row, the last part idle
+
+
+def test_lookback_workspace_and_tiles():
+    assert backend.lookback_tiles(1, 1 << 20, 64) == 2 * (1 << 20) // 64
+    n = backend.lookback_tiles(2, 100, 40) * 32
+    assert n == 2 * 2 * 2 * 32
+    assert backend.workspace_size("log_scan", "float32", 2, 100, 40, "lookback") == \
+        3 * backend._aligned(4 * n) + backend._aligned(4 * n) + backend._aligned(4)
+    assert backend.workspace_size("log_scan_backward", "float32", 2, 100, 40, "lookback") == \
+        backend.workspace_size("log_scan_backward", "float32", 2, 100, 40, "chunked")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
 def test_emulated_broadcast_and_nan(emulated):
     T = 40
     log_a = np.broadcast_to(np.full((1, 1, 1), -0.1), (2, T, 3))  # stride 0 everywhere
@@ -290,7 +306,8 @@ def test_emulated_all_neg_inf_gives_neg_inf_not_nan(emulated):
     g = np.ones_like(log_b)
     for method in METHODS:
         out = np.empty_like(log_b)
-        size = backend.workspace_size("log_scan_backward", np.float64, 1, 50, 2, method)
+        size = max(backend.workspace_size(op, np.float64, 1, 50, 2, method)
+                   for op in ("log_scan", "log_scan_backward"))
         ws = np.empty(size, np.uint8) if size else None
         backend.log_scan(log_a, log_b, None, out, method, ws)
         assert np.isneginf(out).all(), method

@@ -59,6 +59,8 @@ inline double __longlong_as_double(long long bits) {
     return d;
 }
 inline float __expf(float x) { return std::exp(x); }
+inline unsigned atomicAdd(unsigned* address, unsigned value) { return __atomic_fetch_add(address, value, __ATOMIC_SEQ_CST); }
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 // Run kernel<<<grid, block>>>(*args[0], *args[1], ...), as cuLaunchKernel takes its parameters.
 template <typename... Params, std::size_t... I>

@@ -17,6 +17,9 @@ Methods
 ``"chunked"``
     The hybrid for few channels and long ``T``: sequential chunks, a
     warp-shuffle block scan over the chunk carries, then a fix-up pass.
+``"lookback"``
+    Forward: a single pass with decoupled look-back (tiles of 32 channels by
+    64 steps, inputs read once). Backward: the chunked passes.
 ``"hillis_steele"``, ``"blelloch"``
     The textbook tree scans, one element per thread in shared-memory tiles,
     joined across blocks by reduce-then-scan; backward via the elementwise
@@ -47,7 +50,7 @@ import numpy as np
 
 from logscan.backends.cupy_backend import _module
 
-methods = ("sequential", "chunked", "hillis_steele", "blelloch")
+methods = ("sequential", "chunked", "lookback", "hillis_steele", "blelloch")
 
 # ------------------------------------------------------------ launch constants
 # First guesses from the H100's shape (132 SMs, 2048 threads each); `auto`
@@ -65,6 +68,10 @@ MIN_CHUNK, MAX_CHUNK = 32, 1 << 14
 SEQUENTIAL_MIN_CHANNELS = 1 << 14  # auto: one thread per channel from this many channels
 SEQUENTIAL_MAX_T = 256             # auto: or for short sequences
 WORKSPACE_ALIGN = 256
+LOOKBACK_BLOCK = 256       # 8 warps; must match LOOKBACK_WARPS in lookback.cu
+LOOKBACK_TILE_STEPS = 64   # LOOKBACK_WARPS * LOOKBACK_STEPS in lookback.cu
+LOOKBACK_LANES = 32
+MAX_GRID = (1 << 31) - 1
 
 
 # ------------------------------------------------------------ buffers as pointers
@@ -171,6 +178,11 @@ def vector_width(dtype, outer: int, inner: int, views) -> int:
     return vec
 
 
+def lookback_tiles(outer: int, T: int, inner: int) -> int:
+    """Tiles (one block each) of the look-back pass: groups of 32 channels times steps of 64."""
+    return outer * -(-inner // LOOKBACK_LANES) * -(-T // LOOKBACK_TILE_STEPS)
+
+
 def tile_of(method: str) -> int:
     return HILLIS_STEELE_BLOCK if method == "hillis_steele" else 2 * BLELLOCH_BLOCK
 
@@ -197,9 +209,12 @@ def workspace_size(op, dtype, outer, T, inner, method):
     compute = compute_dtype(dtype)
     if T == 0 or outer * inner == 0 or method == "sequential":
         return 0
-    if method == "chunked":
+    if method == "chunked" or (method == "lookback" and op.endswith("backward")):
         n = outer * -(-T // chunk_length(outer, T, inner)) * inner
         return 3 * _aligned(n * compute.itemsize)
+    if method == "lookback":
+        n = lookback_tiles(outer, T, inner) * LOOKBACK_LANES
+        return 3 * _aligned(n * compute.itemsize) + _aligned(4 * n) + _aligned(4)
     if method in ("hillis_steele", "blelloch"):
         items = _textbook_workspace_items(outer, T, inner, tile_of(method))
         if op.endswith("backward"):
@@ -268,6 +283,8 @@ def run_forward(log, dtype, outer, T, inner, a: View, b: View, h0: View, out: Vi
                 args=_args(outer, T, inner, a, b, h0, out))
     elif method == "chunked":
         _chunked_forward(log, dtype, outer, T, inner, a, b, h0, out, workspace)
+    elif method == "lookback":
+        _lookback_forward(log, dtype, outer, T, inner, a, b, h0, out, workspace)
     elif method in ("hillis_steele", "blelloch"):
         _textbook_forward(method, log, dtype, outer, T, inner, a, b, h0, out, workspace)
     else:
@@ -304,6 +321,22 @@ def _chunked_forward(log, dtype, outer, T, inner, a, b, h0, out, workspace):
     _carry_scan(log, dtype, outer, n_chunks, inner, total_a, total_b, carry, h0, reverse=False)
     _launch("logscan_chunked_forward_apply", dtype, log=log, grid=grid, block=CHUNKED_BLOCK,
             args=(*_args(outer, T, inner, chunk, n_chunks, a, b, out), _pointer_arg(carry)))
+
+
+def _lookback_forward(log, dtype, outer, T, inner, a, b, h0, out, workspace):
+    compute = compute_dtype(dtype)
+    blocks = lookback_tiles(outer, T, inner)
+    if blocks > MAX_GRID:
+        raise ValueError(f"logscan: {blocks} look-back tiles exceed the grid limit; use method='chunked'")
+    n = blocks * LOOKBACK_LANES
+    map_a, map_b, state_out = (workspace.take(n, compute) for _ in range(3))
+    flags, counter = workspace.take(n, np.int32), workspace.take(1, np.uint32)
+    _launch("logscan_lookback_reset", None, log=log, grid=grid_size(n, ELEMENTWISE_BLOCK), block=ELEMENTWISE_BLOCK,
+            args=(_pointer_arg(flags), np.int64(n), _pointer_arg(counter)))
+    _launch("logscan_lookback_forward", dtype, log=log, grid=blocks, block=LOOKBACK_BLOCK,
+            shared=(2 * (LOOKBACK_BLOCK // 32) + 1) * 32 * compute.itemsize + 16,
+            args=(*_args(outer, T, inner, -(-T // LOOKBACK_TILE_STEPS), a, b, h0, out),
+                  *(_pointer_arg(p) for p in (map_a, map_b, state_out, flags, counter))))
 
 
 def _textbook_forward(method, log, dtype, outer, T, inner, a, b, h0, out, workspace):
@@ -358,7 +391,7 @@ def run_backward(log, dtype, outer, T, inner, grad_h: View, a: View, b: View, h:
         _launch("logscan_per_channel_backward", dtype, log=log, vec=vec,
                 grid=grid_size(groups, PER_CHANNEL_BLOCK), block=PER_CHANNEL_BLOCK,
                 args=_args(outer, T, inner, grad_h, a, b, h, h0, grad_a, grad_b, grad_h0))
-    elif method == "chunked":
+    elif method in ("chunked", "lookback"):  # look-back is forward-only: its backward is the chunked one
         compute, chunk, n_chunks, n, total_a, total_b, carry = _chunk_pieces(dtype, outer, T, inner, workspace)
         grid = grid_size(n, CHUNKED_BLOCK)
         _launch("logscan_chunked_backward_reduce", dtype, log=log, grid=grid, block=CHUNKED_BLOCK,

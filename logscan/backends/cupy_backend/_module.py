@@ -39,6 +39,7 @@ class KernelInfo(NamedTuple):
     file: str
     dtypes: tuple[str, ...]
     vectorized: bool = False  # takes a third template argument, the vector width
+    templated: bool = True    # False: a plain kernel, fetched by its name alone
 
 
 KERNELS: dict[str, KernelInfo] = {
@@ -55,6 +56,8 @@ KERNELS: dict[str, KernelInfo] = {
     "logscan_blelloch_scan": KernelInfo("blelloch.cu", _WIDE),
     "logscan_backward_next_weight": KernelInfo("elementwise.cu", _WIDE),
     "logscan_backward_gradients": KernelInfo("elementwise.cu", _WIDE),
+    "logscan_lookback_forward": KernelInfo("lookback.cu", _ALL),
+    "logscan_lookback_reset": KernelInfo("lookback.cu", (), templated=False),
 }
 
 
@@ -66,6 +69,8 @@ def vector_widths(dtype) -> tuple[int, ...]:
 def template_name(kernel: str, dtype, *, log: bool, vec: int | None = None) -> str:
     """The C++ name of one instantiation, e.g. ``logscan_blelloch_scan<double, false>``."""
     info = KERNELS[kernel]
+    if not info.templated:
+        return kernel
     dtype = str(np.dtype(dtype))
     if dtype not in info.dtypes:
         raise TypeError(f"logscan: kernel {kernel} has no {dtype} version")
@@ -84,6 +89,9 @@ def name_expressions(file: str) -> tuple[str, ...]:
     names = []
     for kernel, info in KERNELS.items():
         if info.file != file:
+            continue
+        if not info.templated:
+            names.append(kernel)
             continue
         for dtype in info.dtypes:
             for log in (True, False):

@@ -1,0 +1,172 @@
+// logscan CUDA kernels: single-pass scan with decoupled look-back ("lookback" method, forward).
+//
+// Summary of algorithm
+// --------------------
+// For few channels and long sequences, like the chunked hybrid, but reading
+// the inputs once. A block owns a tile of 32 adjacent channels (lane = channel,
+// so with `inner` contiguous every warp access is one 128-byte line) by
+// TILE_STEPS = 8 warps * 8 steps of time. Tiles get their index from an
+// atomic counter, in the order they start, so every tile a block waits on has
+// already started (forward progress without co-residency assumptions):
+//
+//   1. local: each thread loads its 8 steps into registers and forms their
+//      map (A, B); warp 0 scans the 8 warps' maps per channel (shared
+//      memory) into each warp's exclusive prefix and the tile's map;
+//   2. carry between tiles (decoupled look-back, warp 0, one lane per
+//      channel): publish the tile's map (flag AGGREGATE); walk back over the
+//      predecessors of the same channel group, composing their maps until
+//      one has published its outgoing state (flag INCLUSIVE), or seeding
+//      with h0 past the first tile; publish this tile's outgoing state;
+//   3. fix-up: each thread applies its warp prefix to the incoming state and
+//      walks its 8 steps from registers, writing h.
+//
+// Publication: values are stored, then __threadfence(), then the flag; a
+// reader polls the flag through a volatile load, fences, then reads the
+// values. The status array and the tile counter live in the workspace and
+// are zeroed by logscan_lookback_reset on the same stream before each scan.
+// Channels past `inner` in the last group are idle lanes. Indices are 64-bit.
+//
+// Accuracy: a thread walks 8 steps, the warp prefixes a walk of 8, the
+// look-back a walk over tiles: float32 error grows like sqrt(T / 64) ulp.
+#include "common.cuh"
+
+namespace logscan {
+
+const int LOOKBACK_WARPS = 8;
+const int LOOKBACK_STEPS = 8;  // per thread
+const int LOOKBACK_TILE = LOOKBACK_WARPS * LOOKBACK_STEPS;
+const int FLAG_AGGREGATE = 1, FLAG_INCLUSIVE = 2;
+
+template <typename C> struct LookbackStatus {
+    C* map_a;       // the tile's map, per (tile, lane)
+    C* map_b;
+    C* state_out;   // the state after the tile
+    int* flag;
+};
+
+template <typename C> __device__ __forceinline__ C load_volatile(const C* p) {
+    return *reinterpret_cast<const volatile C*>(p);
+}
+template <typename C> __device__ __forceinline__ void store_volatile(C* p, C x) {
+    *reinterpret_cast<volatile C*>(p) = x;
+}
+
+}  // namespace logscan
+
+// ============================================================ reset of the status words
+__global__ void logscan_lookback_reset(int* flags, long long n_flags, unsigned int* tile_counter) {
+    using namespace logscan;
+    for (i64 k = global_thread(); k < n_flags; k += grid_threads()) flags[k] = 0;
+    if (global_thread() == 0) *tile_counter = 0u;
+}
+
+// ============================================================ the single pass
+// blockDim = 32 * LOOKBACK_WARPS; grid = n_groups * n_tiles exactly (one tile each).
+template <typename S, bool LOG>
+__global__ void logscan_lookback_forward(
+    logscan::i64 outer, logscan::i64 T, logscan::i64 inner, logscan::i64 n_tiles,
+    const S* a, logscan::i64 a_so, logscan::i64 a_st, logscan::i64 a_si,
+    const S* b, logscan::i64 b_so, logscan::i64 b_st, logscan::i64 b_si,
+    const S* h0, logscan::i64 h0_so, logscan::i64 h0_si,
+    S* out, logscan::i64 out_so, logscan::i64 out_st, logscan::i64 out_si,
+    typename logscan::compute_of<S>::type* map_a, typename logscan::compute_of<S>::type* map_b,
+    typename logscan::compute_of<S>::type* state_out, int* flag, unsigned int* tile_counter) {
+    using namespace logscan;
+    typedef typename compute_of<S>::type C;
+    typedef Space<C, LOG> Sp;
+    // shared memory: (2 * LOOKBACK_WARPS + 1) * 32 values of C, then one int
+    extern __shared__ __align__(16) unsigned char shared_bytes[];
+    C* warp_a = reinterpret_cast<C*>(shared_bytes);       // [warp][lane]
+    C* warp_b = warp_a + LOOKBACK_WARPS * 32;
+    C* carry = warp_b + LOOKBACK_WARPS * 32;               // [lane]
+    unsigned int* tile_id = reinterpret_cast<unsigned int*>(carry + 32);
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (threadIdx.x == 0) *tile_id = atomicAdd(tile_counter, 1u);
+    __syncthreads();
+    const i64 id = *tile_id;
+    const i64 groups_per_row = (inner + 31) / 32;
+    const i64 group = id / n_tiles, tile = id - group * n_tiles;
+    const i64 o = group / groups_per_row, i = (group - o * groups_per_row) * 32 + lane;
+    const bool active = i < inner;
+    const i64 status = (group * n_tiles + tile) * 32 + lane;
+    const i64 t0 = tile * LOOKBACK_TILE + warp * LOOKBACK_STEPS;
+
+    // ---- phase 1: loads, this thread's map, the warps' prefixes
+    C xa[LOOKBACK_STEPS], xb[LOOKBACK_STEPS];
+    C A = Sp::identity_a(), B = Sp::identity_b();
+#pragma unroll
+    for (int k = 0; k < LOOKBACK_STEPS; ++k) {
+        const i64 t = t0 + k;
+        if (active && t < T) {
+            xa[k] = to_compute(a[o * a_so + t * a_st + i * a_si]);
+            xb[k] = to_compute(b[o * b_so + t * b_st + i * b_si]);
+        } else {
+            xa[k] = Sp::identity_a();
+            xb[k] = Sp::identity_b();
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < LOOKBACK_STEPS; ++k) Sp::then(A, B, xa[k], xb[k]);
+    warp_a[warp * 32 + lane] = A;
+    warp_b[warp * 32 + lane] = B;
+    __syncthreads();
+
+    if (warp == 0) {
+        // exclusive prefix of each warp's map, and the tile's map
+        C PA = Sp::identity_a(), PB = Sp::identity_b();
+        for (int w = 0; w < LOOKBACK_WARPS; ++w) {
+            const C WA = warp_a[w * 32 + lane], WB = warp_b[w * 32 + lane];
+            warp_a[w * 32 + lane] = PA;
+            warp_b[w * 32 + lane] = PB;
+            Sp::then(PA, PB, WA, WB);
+        }
+        // ---- phase 2: carry between tiles, by decoupled look-back
+        C state;
+        if (tile == 0) {
+            state = (h0 && active) ? to_compute(h0[o * h0_so + i * h0_si]) : Sp::identity_b();
+        } else {
+            store_volatile(map_a + status, PA);
+            store_volatile(map_b + status, PB);
+            __threadfence();
+            store_volatile(flag + status, FLAG_AGGREGATE);
+            // compose the predecessors' maps, latest first, until an outgoing state is known
+            C RA = Sp::identity_a(), RB = Sp::identity_b();
+            i64 k = tile - 1;
+            for (;;) {
+                const i64 where = (group * n_tiles + k) * 32 + lane;
+                int f;
+                while ((f = load_volatile(flag + where)) == 0) {
+                }
+                __threadfence();
+                if (f == FLAG_INCLUSIVE) {
+                    state = Sp::apply(RA, load_volatile(state_out + where), RB);
+                    break;
+                }
+                C KA = load_volatile(map_a + where), KB = load_volatile(map_b + where);
+                Sp::then(KA, KB, RA, RB);  // tile k, then the tiles after it
+                RA = KA;
+                RB = KB;
+                if (k == 0) {  // tile 0 always publishes INCLUSIVE; kept for safety
+                    state = Sp::apply(RA, (h0 && active) ? to_compute(h0[o * h0_so + i * h0_si]) : Sp::identity_b(), RB);
+                    break;
+                }
+                --k;
+            }
+        }
+        store_volatile(state_out + status, Sp::apply(PA, state, PB));
+        __threadfence();
+        store_volatile(flag + status, FLAG_INCLUSIVE);
+        carry[lane] = state;
+    }
+    __syncthreads();
+
+    // ---- phase 3: fix-up from registers
+    C h = Sp::apply(warp_a[warp * 32 + lane], carry[lane], warp_b[warp * 32 + lane]);
+#pragma unroll
+    for (int k = 0; k < LOOKBACK_STEPS; ++k) {
+        const i64 t = t0 + k;
+        h = Sp::apply(xa[k], h, xb[k]);
+        if (active && t < T) out[o * out_so + t * out_st + i * out_si] = to_storage<S>(h);
+    }
+}
