@@ -45,13 +45,15 @@ def test_methods_include_the_contract_methods():
     assert {"chunked", "lookback"} <= set(METHODS)
 
 
-@pytest.mark.parametrize("shape, expected", [
-    ((16, 4096, 1024), "sequential"), ((64, 2048, 512), "sequential"), ((1, 1 << 20, 64), "chunked"),
-    ((1, 100, 1), "sequential"), ((2, 65536, 3), "chunked"),
+@pytest.mark.parametrize("shape, forward, backward", [
+    ((16, 4096, 1024), "lookback", "sequential"), ((64, 2048, 512), "lookback", "sequential"),
+    ((1, 1 << 20, 64), "lookback", "chunked"), ((1, 100, 1), "sequential", "sequential"),
+    ((2, 65536, 3), "chunked", "chunked"), ((512, 1000, 1024), "sequential", "sequential"),
 ], ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else v)
-def test_choose_method(shape, expected):
-    for op in ("log_scan", "linear_scan_backward"):
-        assert backend.choose_method(op, np.dtype("float32"), *shape) == expected
+def test_choose_method(shape, forward, backward):
+    for space in ("log", "linear"):
+        assert backend.choose_method(f"{space}_scan", np.dtype("float32"), *shape) == forward
+        assert backend.choose_method(f"{space}_scan_backward", np.dtype("float32"), *shape) == backward
 
 
 def test_chunk_length_fills_the_gpu_and_stays_in_bounds():
@@ -255,7 +257,7 @@ def test_emulated_out_may_alias_log_b(emulated, method):
     _run_case(method, "log", np.float64, 1, 70, 2, in_place=True)
 
 
-@pytest.mark.parametrize("method", ["sequential", "chunked"])
+@pytest.mark.parametrize("method", ["sequential", "chunked", "lookback"])
 def test_emulated_float16_in_and_out(emulated, method):
     _run_case(method, "log", np.float16, 1, 50, 4, resets=False)
 
@@ -426,7 +428,7 @@ def test_gpu_float16_through_the_core(method):
     _gpu_case(method, "log", np.float16, (2, 100, 8), with_h0=True, reverse=False, resets=False)
 
 
-@pytest.mark.parametrize("method", ["sequential", "chunked"])
+@pytest.mark.parametrize("method", ["sequential", "chunked", "lookback"])
 @pytest.mark.gpu
 @pytest.mark.skipif("not _gpu_available()", reason="no CUDA device or no CuPy")
 def test_gpu_float16_kernels_directly(method):

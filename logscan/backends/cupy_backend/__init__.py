@@ -65,7 +65,8 @@ MAX_BLOCKS = 1 << 20       # grids stride beyond this
 TARGET_THREADS = 1 << 18   # enough threads in flight to saturate memory
 MIN_VECTOR_THREADS = 1 << 15  # vectorize only while this many threads remain
 MIN_CHUNK, MAX_CHUNK = 32, 1 << 14
-SEQUENTIAL_MIN_CHANNELS = 1 << 14  # auto: one thread per channel from this many channels
+SEQUENTIAL_MIN_CHANNELS = 1 << 14  # auto, backward: one thread per channel from this many channels
+SEQUENTIAL_MIN_CHANNELS_FORWARD = 1 << 18  # auto, forward (the look-back pass is the alternative)
 SEQUENTIAL_MAX_T = 256             # auto: or for short sequences
 WORKSPACE_ALIGN = 256
 LOOKBACK_BLOCK = 256       # 8 warps; must match LOOKBACK_WARPS in lookback.cu
@@ -197,12 +198,20 @@ def _textbook_workspace_items(outer: int, T: int, inner: int, tile: int) -> list
 
 
 def choose_method(op, dtype, outer, T, inner):
-    # One thread per channel reads and writes every element once: the best
-    # whenever there are enough channels to fill the GPU (or little to split).
-    # Otherwise the chunked hybrid makes outer * n_chunks * inner threads.
-    if outer * inner >= SEQUENTIAL_MIN_CHANNELS or T <= SEQUENTIAL_MAX_T:
+    # A first rule from occupancy arithmetic, not yet from measurements (to
+    # redo on the GPU machine): one thread per channel reads and writes every
+    # element once but keeps only ~64 bytes per buffer in flight per thread,
+    # so it needs very many channels to cover memory latency; the look-back
+    # pass also reads once and makes a block of 32 channels x 64 steps per
+    # tile, so it fills the GPU whatever T; the chunked passes read twice.
+    channels = outer * inner
+    if T <= SEQUENTIAL_MAX_T:
         return "sequential"
-    return "chunked"
+    if op.endswith("backward"):
+        return "sequential" if channels >= SEQUENTIAL_MIN_CHANNELS else "chunked"
+    if channels >= SEQUENTIAL_MIN_CHANNELS_FORWARD:
+        return "sequential"
+    return "lookback" if inner >= LOOKBACK_LANES else "chunked"
 
 
 def workspace_size(op, dtype, outer, T, inner, method):
