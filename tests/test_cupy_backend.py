@@ -47,7 +47,7 @@ def test_methods_include_the_contract_methods():
 
 @pytest.mark.parametrize("shape, forward, backward", [
     ((16, 4096, 1024), "lookback", "sequential"), ((64, 2048, 512), "lookback", "sequential"),
-    ((1, 1 << 20, 64), "lookback", "chunked"), ((1, 100, 1), "sequential", "sequential"),
+    ((1, 1 << 20, 64), "lookback", "lookback"), ((1, 100, 1), "sequential", "sequential"),
     ((2, 65536, 3), "chunked", "chunked"), ((512, 1000, 1024), "sequential", "sequential"),
 ], ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else v)
 def test_choose_method(shape, forward, backward):
@@ -283,7 +283,7 @@ def test_lookback_workspace_and_tiles():
     assert backend.workspace_size("log_scan", "float32", 2, 100, 40, "lookback") == \
         3 * backend._aligned(4 * n) + backend._aligned(4 * n) + backend._aligned(4)
     assert backend.workspace_size("log_scan_backward", "float32", 2, 100, 40, "lookback") == \
-        backend.workspace_size("log_scan_backward", "float32", 2, 100, 40, "chunked")
+        backend.workspace_size("log_scan", "float32", 2, 100, 40, "lookback")
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")

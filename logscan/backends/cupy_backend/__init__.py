@@ -18,8 +18,9 @@ Methods
     The hybrid for few channels and long ``T``: sequential chunks, a
     warp-shuffle block scan over the chunk carries, then a fix-up pass.
 ``"lookback"``
-    Forward: a single pass with decoupled look-back (tiles of 32 channels by
-    64 steps, inputs read once). Backward: the chunked passes.
+    A single pass with decoupled look-back (tiles of 32 channels by 64
+    steps, inputs read once), forward and backward (the backward scans the
+    tiles from the end of time).
 ``"hillis_steele"``, ``"blelloch"``
     The textbook tree scans, one element per thread in shared-memory tiles,
     joined across blocks by reduce-then-scan; backward via the elementwise
@@ -207,9 +208,7 @@ def choose_method(op, dtype, outer, T, inner):
     channels = outer * inner
     if T <= SEQUENTIAL_MAX_T:
         return "sequential"
-    if op.endswith("backward"):
-        return "sequential" if channels >= SEQUENTIAL_MIN_CHANNELS else "chunked"
-    if channels >= SEQUENTIAL_MIN_CHANNELS_FORWARD:
+    if channels >= (SEQUENTIAL_MIN_CHANNELS if op.endswith("backward") else SEQUENTIAL_MIN_CHANNELS_FORWARD):
         return "sequential"
     return "lookback" if inner >= LOOKBACK_LANES else "chunked"
 
@@ -218,7 +217,7 @@ def workspace_size(op, dtype, outer, T, inner, method):
     compute = compute_dtype(dtype)
     if T == 0 or outer * inner == 0 or method == "sequential":
         return 0
-    if method == "chunked" or (method == "lookback" and op.endswith("backward")):
+    if method == "chunked":
         n = outer * -(-T // chunk_length(outer, T, inner)) * inner
         return 3 * _aligned(n * compute.itemsize)
     if method == "lookback":
@@ -332,7 +331,8 @@ def _chunked_forward(log, dtype, outer, T, inner, a, b, h0, out, workspace):
             args=(*_args(outer, T, inner, chunk, n_chunks, a, b, out), _pointer_arg(carry)))
 
 
-def _lookback_forward(log, dtype, outer, T, inner, a, b, h0, out, workspace):
+def _lookback_pieces(dtype, outer, T, inner, workspace):
+    """Status words of the look-back tiles, zeroed on the stream; returns (tiles, pointers...)."""
     compute = compute_dtype(dtype)
     blocks = lookback_tiles(outer, T, inner)
     if blocks > MAX_GRID:
@@ -340,12 +340,17 @@ def _lookback_forward(log, dtype, outer, T, inner, a, b, h0, out, workspace):
     n = blocks * LOOKBACK_LANES
     map_a, map_b, state_out = (workspace.take(n, compute) for _ in range(3))
     flags, counter = workspace.take(n, np.int32), workspace.take(1, np.uint32)
-    _launch("logscan_lookback_reset", None, log=log, grid=grid_size(n, ELEMENTWISE_BLOCK), block=ELEMENTWISE_BLOCK,
+    _launch("logscan_lookback_reset", None, log=False, grid=grid_size(n, ELEMENTWISE_BLOCK), block=ELEMENTWISE_BLOCK,
             args=(_pointer_arg(flags), np.int64(n), _pointer_arg(counter)))
-    _launch("logscan_lookback_forward", dtype, log=log, grid=blocks, block=LOOKBACK_BLOCK,
-            shared=(2 * (LOOKBACK_BLOCK // 32) + 1) * 32 * compute.itemsize + 16,
-            args=(*_args(outer, T, inner, -(-T // LOOKBACK_TILE_STEPS), a, b, h0, out),
-                  *(_pointer_arg(p) for p in (map_a, map_b, state_out, flags, counter))))
+    shared = (2 * (LOOKBACK_BLOCK // 32) + 1) * 32 * compute.itemsize + 16
+    status = tuple(_pointer_arg(p) for p in (map_a, map_b, state_out, flags, counter))
+    return blocks, shared, status
+
+
+def _lookback_forward(log, dtype, outer, T, inner, a, b, h0, out, workspace):
+    blocks, shared, status = _lookback_pieces(dtype, outer, T, inner, workspace)
+    _launch("logscan_lookback_forward", dtype, log=log, grid=blocks, block=LOOKBACK_BLOCK, shared=shared,
+            args=(*_args(outer, T, inner, -(-T // LOOKBACK_TILE_STEPS), a, b, h0, out), *status))
 
 
 def _textbook_forward(method, log, dtype, outer, T, inner, a, b, h0, out, workspace):
@@ -400,7 +405,12 @@ def run_backward(log, dtype, outer, T, inner, grad_h: View, a: View, b: View, h:
         _launch("logscan_per_channel_backward", dtype, log=log, vec=vec,
                 grid=grid_size(groups, PER_CHANNEL_BLOCK), block=PER_CHANNEL_BLOCK,
                 args=_args(outer, T, inner, grad_h, a, b, h, h0, grad_a, grad_b, grad_h0))
-    elif method in ("chunked", "lookback"):  # look-back is forward-only: its backward is the chunked one
+    elif method == "lookback":
+        blocks, shared, status = _lookback_pieces(dtype, outer, T, inner, workspace)
+        _launch("logscan_lookback_backward", dtype, log=log, grid=blocks, block=LOOKBACK_BLOCK, shared=shared,
+                args=(*_args(outer, T, inner, -(-T // LOOKBACK_TILE_STEPS), grad_h, a, b, h, h0, grad_a, grad_b,
+                             grad_h0), *status))
+    elif method == "chunked":
         compute, chunk, n_chunks, n, total_a, total_b, carry = _chunk_pieces(dtype, outer, T, inner, workspace)
         grid = grid_size(n, CHUNKED_BLOCK)
         _launch("logscan_chunked_backward_reduce", dtype, log=log, grid=grid, block=CHUNKED_BLOCK,

@@ -57,6 +57,7 @@ KERNELS: dict[str, KernelInfo] = {
     "logscan_backward_next_weight": KernelInfo("elementwise.cu", _WIDE),
     "logscan_backward_gradients": KernelInfo("elementwise.cu", _WIDE),
     "logscan_lookback_forward": KernelInfo("lookback.cu", _ALL),
+    "logscan_lookback_backward": KernelInfo("lookback.cu", _ALL),
     "logscan_lookback_reset": KernelInfo("lookback.cu", (), templated=False),
 }
 
