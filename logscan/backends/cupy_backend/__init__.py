@@ -27,6 +27,12 @@ Methods
     weights, a reverse textbook linear scan and elementwise gradients.
     Float32/float64 only (the core computes float16 through float32 copies).
 
+``method="auto"`` (:func:`choose_method`) takes ``"sequential"`` for short
+sequences or very many channels (2^18 forward, 2^14 backward), else
+``"lookback"`` when ``inner >= 32`` and ``"chunked"`` otherwise. These
+thresholds come from occupancy arithmetic and still have to be replaced by
+measurements on an H100/H200.
+
 Interface
 ---------
 The functions of every backend (see :mod:`logscan.backends`), taking CuPy
@@ -45,6 +51,7 @@ arrays are used only for their pointers and strides.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -82,9 +89,6 @@ class View(NamedTuple):
 
     ptr: int
     strides: tuple[int, ...]
-
-    def at(self, offset: int, itemsize: int) -> View:
-        return View(self.ptr + offset * itemsize, self.strides)
 
 
 def _pointer(array) -> int:
@@ -233,7 +237,10 @@ def workspace_size(op, dtype, outer, T, inner, method):
 
 # ------------------------------------------------------------ arrays and streams
 def as_array(ptr, shape, strides, dtype, writable):
-    """A CuPy view of device memory at ``ptr`` (strides in elements, None for C order); no copy."""
+    """A CuPy view of device memory at ``ptr`` (strides in elements, None for C order); no copy.
+
+    ``writable`` is accepted for the interface; CuPy arrays have no read-only flag.
+    """
     import cupy  # noqa: PLC0415  (CuPy loads only when a GPU call is made)
 
     dtype = np.dtype(dtype)
@@ -261,7 +268,11 @@ def _on_stream(stream):
     import cupy  # noqa: PLC0415  (CuPy loads only when a GPU call is made)
 
     handle = stream if isinstance(stream, (int, np.integer)) else stream.ptr
-    return cupy.cuda.ExternalStream(int(handle))
+    with warnings.catch_warnings():
+        # CuPy 14 deprecates ExternalStream in favour of Stream.from_external, which takes
+        # objects with __cuda_stream__ rather than the bare handles this interface carries.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return cupy.cuda.ExternalStream(int(handle))
 
 
 def _launch(kernel, dtype, *, log, grid, block, args, shared=0, vec=None):
