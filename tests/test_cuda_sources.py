@@ -65,6 +65,17 @@ def test_template_names_spell_the_dtypes():
         _module.template_name("logscan_per_channel_forward", "float64", log=True, vec=4)
 
 
+def test_launch_constants_match_the_kernels():
+    from logscan.backends import cupy_backend as backend
+
+    text = (_module.KERNEL_DIR / "lookback.cu").read_text()
+    constants = {name: int(value) for name, value in re.findall(r"const int (LOOKBACK_\w+) = (\d+);", text)}
+    assert 32 * constants["LOOKBACK_WARPS"] == backend.LOOKBACK_BLOCK
+    assert constants["LOOKBACK_WARPS"] * constants["LOOKBACK_STEPS"] == backend.LOOKBACK_TILE_STEPS
+    assert backend.CARRY_BLOCK % 32 == 0 and backend.CARRY_BLOCK <= 1024
+    assert backend.BLELLOCH_BLOCK & (backend.BLELLOCH_BLOCK - 1) == 0  # the Blelloch tile is a power of two
+
+
 def test_source_expands_local_includes_once():
     text = _module.source("chunked.cu")
     assert '#include "' not in text

@@ -15,8 +15,9 @@
 //   2. carry between tiles (decoupled look-back, warp 0, one lane per
 //      channel): publish the tile's map (flag AGGREGATE); walk back over the
 //      predecessors of the same channel group, composing their maps until
-//      one has published its outgoing state (flag INCLUSIVE), or seeding
-//      with h0 past the first tile; publish this tile's outgoing state;
+//      one has published its outgoing state (flag INCLUSIVE; the first
+//      tile starts from h0 and publishes only that); publish this tile's
+//      outgoing state;
 //   3. fix-up: each thread applies its warp prefix to the incoming state and
 //      walks its 8 steps from registers, writing h.
 //
