@@ -77,3 +77,5 @@ register(BackendSpec("numba", "logscan.backends.numba_cpu", device="cpu", priori
                      requires=("numba",), extra="numba"))
 register(BackendSpec("numba_cuda", "logscan.backends.numba_cuda", device="cuda", priority=10,
                      requires=("numba", "numba_cuda"), extra="cuda13", probe=_cuda_probe))
+register(BackendSpec("cupy", "logscan.backends.cupy_backend", device="cuda", priority=20,
+                     requires=("cupy",), extra="cuda13", probe=_cuda_device_present))
