@@ -275,6 +275,10 @@ def _on_stream(stream):
         return cupy.cuda.ExternalStream(int(handle))
 
 
+# The core (logscan.capi) runs every call inside ``with on_stream(handle):``.
+on_stream = _on_stream
+
+
 def _launch(kernel, dtype, *, log, grid, block, args, shared=0, vec=None):
     function = _module.get_kernel(kernel, dtype, log=log, vec=vec)
     function((int(grid),), (int(block),), args, shared_mem=int(shared))
