@@ -44,3 +44,13 @@ def to_host(x):
     if type(x).__module__.split(".")[0] == "cupy":
         return x.get()
     return np.asarray(x)
+
+
+def scatter_add(target, indices, values):
+    """``target[indices[k]] += values[k]`` with repeated indices accumulated (NumPy and CuPy)."""
+    xp = array_module(target)
+    if xp is np:
+        np.add.at(target, indices, values)
+    else:
+        importlib.import_module("cupyx").scatter_add(target, indices, values)
+    return target
