@@ -29,9 +29,10 @@ from logscan.nn.optim import AdamW
 from logscan.nn.tasks import CharCorpus, SelectiveCopy
 
 TASK_DEFAULTS = {
-    "selective-copy": dict(layers=3, width=64, expansion=2.0, conv=0, seq_len=64, batch=64, steps=1500, lr=3e-3,
+    "selective-copy": dict(layers=3, width=64, expansion=2.0, mlp_ratio=4.0, conv=0, seq_len=64, batch=32, steps=1200, lr=3e-3,
                            weight_decay=0.01, eval_every=100, eval_batches=8, stop_at=0.99),
-    "charlm": dict(layers=3, width=384, expansion=1.5, conv=4, seq_len=256, batch=16, steps=4000, lr=1e-3,
+    "charlm": dict(layers=3, width=384, expansion=1.5, mlp_ratio=2.0, conv=4, seq_len=256, batch=16, steps=2000,
+                   lr=2e-3,
                    weight_decay=0.1, eval_every=250, eval_batches=8, stop_at=None),
 }
 
@@ -45,24 +46,27 @@ def add_arguments(parser):
     parser.add_argument("--layers", type=int, help="residual blocks (selective-copy 3, charlm 3)")
     parser.add_argument("--width", type=int, help="model width (selective-copy 64, charlm 384)")
     parser.add_argument("--expansion", type=float, help="minRNN hidden size / width (2.0, 1.5)")
+    parser.add_argument("--mlp-ratio", type=float, help="MLP hidden size / width (4.0, 2.0)")
     parser.add_argument("--conv", type=int, help="causal depthwise conv kernel per block, 0 for none (0, 4)")
     parser.add_argument("--seq-len", type=int, help="sequence length / context (64, 256)")
-    parser.add_argument("--batch", type=int, help="sequences per step (64, 16)")
-    parser.add_argument("--steps", type=int, help="optimizer steps (1500, 4000)")
-    parser.add_argument("--lr", type=float, help="peak learning rate, warm-up then cosine decay (3e-3, 1e-3)")
+    parser.add_argument("--batch", type=int, help="sequences per step (32, 16)")
+    parser.add_argument("--steps", type=int, help="optimizer steps (1200, 2000)")
+    parser.add_argument("--lr", type=float, help="peak learning rate, warm-up then cosine decay (3e-3, 2e-3)")
     parser.add_argument("--weight-decay", type=float, help="AdamW weight decay on matrices (0.01, 0.1)")
     parser.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (default 1.0)")
     parser.add_argument("--seed", type=int, default=0, help="seeds initialization and data (default 0)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="cpu (NumPy) or gpu (CuPy)")
     parser.add_argument("--checkpoint", help="write the trained parameters here (.npz)")
-    parser.add_argument("--data-tokens", type=int, default=8, help="selective-copy: tokens to memorize (8)")
+    parser.add_argument("--data-tokens", type=int, default=4, help="selective-copy: tokens to memorize (4)")
     parser.add_argument("--vocab", type=int, default=10,
                         help="selective-copy: vocabulary incl. noise and marker tokens (10)")
     parser.add_argument("--eval-every", type=int, help="steps between held-out evaluations (100, 250)")
     parser.add_argument("--eval-batches", type=int, help="batches per periodic evaluation (8)")
     parser.add_argument("--stop-at", type=float,
                         help="selective-copy: stop once held-out accuracy reaches this (0.99); 0 never stops")
-    parser.add_argument("--max-minutes", type=float, help="stop training after this much wall time")
+    parser.add_argument("--max-minutes", type=float,
+                        help="stop training after this much wall time; the learning-rate schedule then follows "
+                             "whichever of steps and time runs out first")
     parser.add_argument("--sample-length", type=int, default=400, help="charlm: characters to generate (400)")
     parser.add_argument("--temperature", type=float, default=0.8, help="charlm: sampling temperature (0.8)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -77,12 +81,11 @@ def _progress(total, disable):
     return tqdm(total=total, disable=disable, unit="step", dynamic_ncols=True)
 
 
-def _schedule(step, steps, peak):
-    """Linear warm-up over the first 5% of steps, then cosine decay to 10% of the peak."""
-    warmup = max(1, steps // 20)
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
+def _schedule(progress, peak):
+    """Linear warm-up over the first 5% of training, then cosine decay to 10% of the peak."""
+    if progress < 0.05:
+        return peak * max(progress, 0.001) / 0.05
+    progress = min(1.0, (progress - 0.05) / 0.95)
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -122,7 +125,7 @@ def _options(overrides):
     if task not in TASK_DEFAULTS:
         raise ValueError(f"train: task must be one of {sorted(TASK_DEFAULTS)}, got {task!r}")
     options = dict(TASK_DEFAULTS[task], task=task, model="mingru", clip=1.0, seed=0, device="cpu",
-                   checkpoint=None, text=None, data_tokens=8, vocab=10, max_minutes=None, sample_length=400,
+                   checkpoint=None, text=None, data_tokens=4, vocab=10, max_minutes=None, sample_length=400,
                    temperature=0.8, progress=True)
     options.update({k: v for k, v in overrides.items() if v is not None})
     if task == "charlm" and not options["text"]:
@@ -172,6 +175,7 @@ def train(**overrides):
 
     config = model_lib.ModelConfig(vocab_size=vocab_size, width=options["width"], layers=options["layers"],
                                    cell=options["model"], expansion=options["expansion"],
+                                   mlp_ratio=options["mlp_ratio"],
                                    conv_kernel=options["conv"])
     params = model_lib.to_device(model_lib.init_model(config, rng=np.random.default_rng([seed, 0])), xp)
     trainer = _Trainer(config, params, xp, options)
@@ -184,7 +188,10 @@ def train(**overrides):
     try:
         for step in range(steps):
             inputs, targets, mask = next_batch(data_rng)
-            losses.append(trainer.step(inputs, targets, mask, _schedule(step, steps, options["lr"])))
+            progress = (step + 1) / steps
+            if deadline is not None:
+                progress = max(progress, (time.perf_counter() - start) / (deadline - start))
+            losses.append(trainer.step(inputs, targets, mask, _schedule(progress, options["lr"])))
             elapsed = time.perf_counter() - start
             postfix = {"loss": f"{np.mean(losses[-20:]):.4f}", "tok/s": f"{tokens_per_step * (step + 1) / elapsed:.0f}"}
             last = step == steps - 1 or (deadline is not None and time.perf_counter() > deadline)
@@ -224,7 +231,7 @@ def report(result):
     """The final report as text."""
     c = result["config"]
     lines = [f"task {result['task']}: {result['model']}, {c.layers} layers, width {c.width}, "
-             f"expansion {c.expansion}, conv {c.conv_kernel}, {result['params']:,} parameters",
+             f"expansion {c.expansion}, MLP ratio {c.mlp_ratio}, conv {c.conv_kernel}, {result['params']:,} parameters",
              f"steps {result['steps']}, wall time {result['wall_time_s']:.1f} s "
              f"({result['tokens_per_s']:.0f} tokens/s in training)",
              f"train loss {result['train_loss']:.4f}, held-out loss {result['heldout_loss']:.4f}"]
