@@ -29,7 +29,18 @@ ARGS = parse()
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(ARGS.threads)
 
+import ctypes  # noqa: E402
 import time  # noqa: E402
+
+# A fixed mmap threshold: big arrays go back to the OS when freed, so each
+# run's resident high-water mark is its own (glibc otherwise keeps them).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+try:
+    _libc = ctypes.CDLL("libc.so.6")
+    _libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    _libc.mallopt(_M_TRIM_THRESHOLD, 1 << 20)
+except OSError:
+    pass
 
 import numpy as np  # noqa: E402
 

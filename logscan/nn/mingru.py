@@ -157,5 +157,5 @@ def mingru_step(params, x_t, h_prev=None):
     k, candidate = pre[..., :d_hidden], pre[..., d_hidden:]
     h = sigmoid(k) * g(candidate)
     if h_prev is not None:
-        h += sigmoid(-k) * h_prev
+        h += sigmoid(k, negate=True) * h_prev
     return h

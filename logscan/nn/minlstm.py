@@ -71,8 +71,8 @@ def minlstm_forward(params, x, *, log_h0=None):
     log_h0 = _checks.check_state(caller, "log_h0", log_h0, dtype, (x.shape[0], d_hidden), allow_neg_inf=True)
     pre = _minrnn.project(params, GATES, x)
     forget, input_, candidate = _split(pre, d_hidden)
-    d = softplus(-forget)
-    d -= softplus(-input_)
+    d = softplus(forget, negate=True)
+    d -= softplus(input_, negate=True)
     log_a = softplus(d)
     log_a *= -1                       # log f' = -softplus(d)
     log_b = log_g(candidate)
@@ -112,8 +112,8 @@ def minlstm_backward(params, cache, grad_h):
     grad_d *= sigmoid_d
     xp.subtract(grad_log_b, grad_d, out=grad_d)
     # dd / d forget = -sigmoid(-forget), dd / d input = sigmoid(-input)
-    xp.multiply(grad_d, sigmoid(-input_), out=grad_input)
-    xp.multiply(grad_d, sigmoid(-forget), out=grad_forget)
+    xp.multiply(grad_d, sigmoid(input_, negate=True), out=grad_input)
+    xp.multiply(grad_d, sigmoid(forget, negate=True), out=grad_forget)
     grad_forget *= -1
     xp.multiply(grad_log_b, log_g_derivative(candidate), out=grad_candidate)
     grads, grad_x = _minrnn.project_backward(params, GATES, cache["x"], grad_pre)
@@ -139,8 +139,8 @@ def minlstm_step(params, x_t, h_prev=None):
     _checks.check_sequence(caller, "x_t", x_t, dtype, d_in, ndim=2, layout="(batch, d_in)")
     h_prev = _checks.check_state(caller, "h_prev", h_prev, dtype, (x_t.shape[0], d_hidden))
     forget, input_, candidate = _split(_minrnn.project(params, GATES, x_t), d_hidden)
-    d = softplus(-forget) - softplus(-input_)
+    d = softplus(forget, negate=True) - softplus(input_, negate=True)
     h = sigmoid(d) * g(candidate)
     if h_prev is not None:
-        h += sigmoid(-d) * h_prev
+        h += sigmoid(d, negate=True) * h_prev
     return h
