@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 
 from logscan import reference_nn
-from logscan.nn import (mingru_backward, mingru_forward, mingru_init, mingru_step, minlstm_backward,
-                        minlstm_forward, minlstm_init, minlstm_step)
+from logscan.nn import (
+    mingru_backward,
+    mingru_forward,
+    mingru_init,
+    mingru_step,
+    minlstm_backward,
+    minlstm_forward,
+    minlstm_init,
+    minlstm_step,
+)
 from logscan.nn.gradcheck import numerical_gradient, relative_error
 
 CELLS = {

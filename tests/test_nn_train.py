@@ -18,7 +18,7 @@ def test_selective_copy_batches():
     inputs, targets, mask = task.batch(np.random.default_rng(0), 7)
     assert inputs.shape == targets.shape == mask.shape == (7, 20)
     assert (inputs[:, 15:] == SelectiveCopy.MARKER).all() and mask[:, 15:].all() and not mask[:, :15].any()
-    for row_inputs, row_targets in zip(inputs, targets):
+    for row_inputs, row_targets in zip(inputs, targets, strict=True):
         data = row_inputs[:15][row_inputs[:15] != SelectiveCopy.NOISE]
         np.testing.assert_array_equal(data, row_targets[15:])  # the data tokens, in order
         assert ((data >= 2) & (data < 9)).all()

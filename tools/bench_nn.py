@@ -86,8 +86,8 @@ def ours(cell, params, x, grad_h):
 
 
 def theirs(cell, params, x, grad_h):
-    import torch
-    import torch.nn.functional as F
+    import torch  # noqa: PLC0415  (optional peer)
+    import torch.nn.functional as F  # noqa: PLC0415
 
     torch.set_num_threads(ARGS.threads)
     p = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
@@ -127,7 +127,7 @@ def main():
     print(f"shape (B, T, d_in, d_hidden) = {tuple(ARGS.shape)}, float32, {ARGS.threads} thread(s), "
           f"scan backend {_minrnn.scan_backend(np.zeros(1))}, numpy {np.__version__}", end="")
     try:
-        import torch
+        import torch  # noqa: PLC0415
         print(f", torch {torch.__version__}")
     except ImportError:
         torch = None

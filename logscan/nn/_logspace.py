@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from logscan.nn._xp import array_module
 
-
 _LOG_2 = 0.6931471805599453
 
 

@@ -120,7 +120,8 @@ def init_model(config, *, rng=None, dtype="float32"):
 def _check_tokens(caller, tokens, config, ndim):
     if not hasattr(tokens, "dtype") or tokens.ndim != ndim or tokens.dtype.kind not in "iu":
         raise ValueError(f"{caller}: tokens must be an integer array of {ndim} dimensions, "
-                         f"got {getattr(tokens, 'dtype', type(tokens).__name__)} of shape {getattr(tokens, 'shape', None)}")
+                         f"got {getattr(tokens, 'dtype', type(tokens).__name__)} "
+                         f"of shape {getattr(tokens, 'shape', None)}")
     if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= config.vocab_size):
         raise ValueError(f"{caller}: tokens must lie in [0, {config.vocab_size}), "
                          f"got values in [{int(tokens.min())}, {int(tokens.max())}]")

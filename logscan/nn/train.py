@@ -29,7 +29,8 @@ from logscan.nn.optim import AdamW
 from logscan.nn.tasks import CharCorpus, SelectiveCopy
 
 TASK_DEFAULTS = {
-    "selective-copy": dict(layers=3, width=64, expansion=2.0, mlp_ratio=4.0, conv=0, seq_len=64, batch=32, steps=1200, lr=3e-3,
+    "selective-copy": dict(layers=3, width=64, expansion=2.0, mlp_ratio=4.0, conv=0, seq_len=64, batch=32, steps=1200,
+                           lr=3e-3,
                            weight_decay=0.01, eval_every=100, eval_batches=8, stop_at=0.99),
     "charlm": dict(layers=3, width=384, expansion=1.5, mlp_ratio=2.0, conv=4, seq_len=256, batch=16, steps=2000,
                    lr=2e-3,
