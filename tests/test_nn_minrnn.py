@@ -160,6 +160,11 @@ def test_bad_inputs(cell):
     h, cache = forward(params, x)
     with pytest.raises(ValueError, match=rf"{cell}_backward: grad_h must have the shape of h"):
         backward(params, cache, h[:, :2])
+    backward(params, cache, np.ones_like(h))
+    with pytest.raises(ValueError, match=rf"{cell}_backward: this cache was already used by a backward pass"):
+        backward(params, cache, np.ones_like(h))
+    with pytest.raises(TypeError, match=rf"{cell}_backward: cache must be the dict returned by the forward pass"):
+        backward(params, {}, h)
     with pytest.raises(ValueError, match=rf"{cell}_step: x_t must have shape \(batch, 3\)"):
         step(params, x)
     with pytest.raises(TypeError, match="init: dtype must be float32 or float64"):

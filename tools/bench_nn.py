@@ -1,7 +1,7 @@
 """Side-by-side: logscan.nn minGRU / minLSTM layer forward+backward against the same layer in PyTorch autograd
 with the two-pass ``cumsum`` / ``logcumsumexp`` scan of popular ports, in one process.
 
-Reports the median wall time of forward+backward and the peak memory above the
+Reports the best wall time of forward+backward over interleaved rounds and the peak memory above the
 inputs (the resident-set high-water mark, reset before each run through
 ``/proc/self/clear_refs``), and the ratios.
 
@@ -65,14 +65,16 @@ def peak_bytes(fn):
     return (_rss_kib("VmHWM") - before) * 1024
 
 
-def timed(fn, repeat):
-    fn()  # warm-up
-    times = []
+def timed_interleaved(fns, repeat):
+    """Best time of each function over ``repeat`` rounds, the functions alternating within a round
+    (so that load from other processes hits both sides alike)."""
+    best = {name: float("inf") for name in fns}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def ours(cell, params, x, grad_h):
@@ -140,12 +142,16 @@ def main():
         rows = [("logscan.nn", ours(cell, params, x, grad_h))]
         if torch is not None:
             rows.append(("torch autograd two-pass", theirs(cell, params, x, grad_h)))
+        fns = dict(rows)
+        for fn in fns.values():
+            fn()  # warm-up (JIT compilation, caches) outside the measurements
+        memory = {name: peak_bytes(fn) for name, fn in fns.items()}
+        best = timed_interleaved(fns, ARGS.repeat)
         results = {}
-        for name, fn in rows:
-            memory = peak_bytes(fn)
-            results[name] = (timed(fn, ARGS.repeat), memory)
+        for name in fns:
+            results[name] = (best[name], memory[name])
             print(f"  {cell:8s} {name:26s} fwd+bwd {1e3 * results[name][0]:8.1f} ms   "
-                  f"peak +{memory / 2**20:7.1f} MiB")
+                  f"peak +{memory[name] / 2**20:7.1f} MiB")
         if len(results) == 2:
             (t_ours, m_ours), (t_theirs, m_theirs) = results.values()
             print(f"  {cell:8s} speed-up x{t_theirs / t_ours:.2f}, memory ratio (torch/ours) "

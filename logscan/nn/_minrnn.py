@@ -111,8 +111,34 @@ def scan_forward(log_a, log_b, log_h0):
     return log_h, xp.exp(log_h)
 
 
-def scan_backward(cache, grad_h):
-    """``(grad_log_a, grad_log_b, grad_log_h0)`` from ``dL/dh`` (``dL/dlog h = dL/dh * h``)."""
-    grad_log_h = grad_h * cache["h"]
-    return logscan.scan_backward(grad_log_h, cache["log_a"], cache["log_b"], cache["log_h"], axis=1,
-                                 log_h0=cache["log_h0"], backend=scan_backend(grad_log_h))
+def take_cache(caller, cache, grad_h):
+    """Empty ``cache`` into a dict and return it, after checking ``grad_h`` against its ``h``.
+
+    A backward pass reuses the cached buffers for its gradients (it needs no
+    memory of its own beyond the scan's outputs), so a cache serves one
+    backward pass; a second use is an error rather than silently wrong.
+    """
+    if not isinstance(cache, dict) or "h" not in cache:
+        if isinstance(cache, dict) and cache.get("used"):
+            raise ValueError(f"{caller}: this cache was already used by a backward pass (the buffers it held "
+                             f"were reused); run the forward pass again to backpropagate twice")
+        raise TypeError(f"{caller}: cache must be the dict returned by the forward pass")
+    h = cache["h"]
+    if tuple(grad_h.shape) != tuple(h.shape):
+        raise ValueError(f"{caller}: grad_h must have the shape of h {tuple(h.shape)}, got {tuple(grad_h.shape)}")
+    taken = dict(cache)
+    cache.clear()
+    cache["used"] = True
+    return taken
+
+
+def scan_backward(taken, grad_h):
+    """``(grad_log_a, grad_log_b, grad_log_h0)`` from ``dL/dh`` (``dL/dlog h = dL/dh * h``).
+
+    Drops ``h``, ``log_b`` and ``log_h`` from ``taken`` (no longer needed).
+    """
+    h = taken.pop("h")
+    grad_log_h = grad_h.astype(h.dtype, copy=False) * h
+    del h
+    return logscan.scan_backward(grad_log_h, taken["log_a"], taken.pop("log_b"), taken.pop("log_h"), axis=1,
+                                 log_h0=taken["log_h0"], backend=scan_backend(grad_log_h))

@@ -101,7 +101,9 @@ def mingru_backward(params, cache, grad_h):
     ----------
     params : dict
     cache : dict
-        From :func:`mingru_forward`.
+        From :func:`mingru_forward`. It serves one backward pass: its buffers
+        are reused for the gradients (this is what keeps the peak memory low),
+        and a second use raises ValueError.
     grad_h : array, shape (B, T, d_hidden)
         ``dL/dh``.
 
@@ -114,24 +116,28 @@ def mingru_backward(params, cache, grad_h):
         None when no ``log_h0`` was given.
     """
     caller = "mingru_backward"
-    h = cache["h"]
-    if tuple(grad_h.shape) != tuple(h.shape):
-        raise ValueError(f"{caller}: grad_h must have the shape of h {tuple(h.shape)}, got {tuple(grad_h.shape)}")
-    grad_h = grad_h.astype(h.dtype, copy=False)
-    xp = array_module(grad_h)
-    grad_log_a, grad_log_b, grad_log_h0 = _minrnn.scan_backward(cache, grad_h)
-    pre = cache["pre"]
-    d_hidden = h.shape[-1]
-    k, candidate = pre[..., :d_hidden], pre[..., d_hidden:]
-    grad_pre = xp.empty_like(pre)
-    # d log a / dk = -z, d log z / dk = 1 - z
-    z = xp.exp(cache["log_a"] + k)
-    grad_k = grad_pre[..., :d_hidden]
-    xp.add(grad_log_a, grad_log_b, out=grad_k)
+    taken = _minrnn.take_cache(caller, cache, grad_h)
+    d_hidden = grad_h.shape[-1]
+    grad_log_a, grad_log_b, grad_log_h0 = _minrnn.scan_backward(taken, grad_h)
+    xp = array_module(grad_log_a)
+    # The cached buffers become the gradients' (the pre-activations end as their gradient).
+    grad_pre = taken.pop("pre")
+    k, candidate = grad_pre[..., :d_hidden], grad_pre[..., d_hidden:]
+    z = taken.pop("log_a")
+    z += k
+    xp.exp(z, out=z)                  # z = sigmoid(k) = exp(log(1 - z) + k)
+    # d log a / dk = -z, d log z / dk = 1 - z: grad_k = grad_log_b - (grad_log_a + grad_log_b) z
+    grad_k = grad_log_a
+    grad_k += grad_log_b
     grad_k *= z
     xp.subtract(grad_log_b, grad_k, out=grad_k)
-    xp.multiply(grad_log_b, log_g_derivative(candidate), out=grad_pre[..., d_hidden:])
-    grads, grad_x = _minrnn.project_backward(params, GATES, cache["x"], grad_pre)
+    del z
+    grad_candidate = grad_log_b
+    grad_candidate *= log_g_derivative(candidate)
+    k[...] = grad_k
+    candidate[...] = grad_candidate
+    del grad_k, grad_candidate, grad_log_a, grad_log_b
+    grads, grad_x = _minrnn.project_backward(params, GATES, taken["x"], grad_pre)
     return grads, grad_x, grad_log_h0
 
 

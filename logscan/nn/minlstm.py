@@ -87,6 +87,9 @@ def minlstm_forward(params, x, *, log_h0=None):
 def minlstm_backward(params, cache, grad_h):
     """Gradients of a loss through :func:`minlstm_forward`.
 
+    The cache serves one backward pass (its buffers are reused for the
+    gradients); a second use raises ValueError.
+
     Returns
     -------
     grads : dict
@@ -95,28 +98,35 @@ def minlstm_backward(params, cache, grad_h):
     grad_log_h0 : array, shape (B, d_hidden), or None
     """
     caller = "minlstm_backward"
-    h = cache["h"]
-    if tuple(grad_h.shape) != tuple(h.shape):
-        raise ValueError(f"{caller}: grad_h must have the shape of h {tuple(h.shape)}, got {tuple(grad_h.shape)}")
-    grad_h = grad_h.astype(h.dtype, copy=False)
-    xp = array_module(grad_h)
-    grad_log_a, grad_log_b, grad_log_h0 = _minrnn.scan_backward(cache, grad_h)
-    pre, d = cache["pre"], cache["d"]
-    d_hidden = h.shape[-1]
-    forget, input_, candidate = _split(pre, d_hidden)
-    grad_pre = xp.empty_like(pre)
-    grad_forget, grad_input, grad_candidate = _split(grad_pre, d_hidden)
+    taken = _minrnn.take_cache(caller, cache, grad_h)
+    d_hidden = grad_h.shape[-1]
+    grad_log_a, grad_log_b, grad_log_h0 = _minrnn.scan_backward(taken, grad_h)
+    xp = array_module(grad_log_a)
+    # The cached buffers become the gradients' (the pre-activations end as their gradient).
+    grad_pre = taken.pop("pre")
+    forget, input_, candidate = _split(grad_pre, d_hidden)
+    d = taken.pop("d")
+    sigmoid_d = taken.pop("log_a")
+    sigmoid_d += d
+    xp.exp(sigmoid_d, out=sigmoid_d)  # sigmoid(d) = exp(log f' + d)
     # d log f' / dd = -sigmoid(d), d log i' / dd = 1 - sigmoid(d)
-    sigmoid_d = xp.exp(cache["log_a"] + d)
-    grad_d = grad_log_a + grad_log_b
+    grad_d = d
+    xp.add(grad_log_a, grad_log_b, out=grad_d)
     grad_d *= sigmoid_d
     xp.subtract(grad_log_b, grad_d, out=grad_d)
+    del sigmoid_d, grad_log_a
+    grad_candidate = grad_log_b
+    grad_candidate *= log_g_derivative(candidate)
+    candidate[...] = grad_candidate
+    del grad_candidate, grad_log_b
     # dd / d forget = -sigmoid(-forget), dd / d input = sigmoid(-input)
-    xp.multiply(grad_d, sigmoid(input_, negate=True), out=grad_input)
-    xp.multiply(grad_d, sigmoid(forget, negate=True), out=grad_forget)
-    grad_forget *= -1
-    xp.multiply(grad_log_b, log_g_derivative(candidate), out=grad_candidate)
-    grads, grad_x = _minrnn.project_backward(params, GATES, cache["x"], grad_pre)
+    input_[...] = sigmoid(input_, negate=True)
+    input_ *= grad_d
+    forget[...] = sigmoid(forget, negate=True)
+    forget *= grad_d
+    forget *= -1
+    del grad_d
+    grads, grad_x = _minrnn.project_backward(params, GATES, taken["x"], grad_pre)
     return grads, grad_x, grad_log_h0
 
 
