@@ -25,9 +25,10 @@ def parse():
     return parser.parse_args()
 
 
-ARGS = parse()
-for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(ARGS.threads)
+if __name__ == "__main__":  # thread counts must be set before NumPy loads its BLAS
+    ARGS = parse()
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(ARGS.threads)
 
 import ctypes  # noqa: E402
 import time  # noqa: E402
