@@ -84,6 +84,8 @@ def test_cli_arguments_reach_the_trainer(capsys):
 def test_bad_options():
     with pytest.raises(ValueError, match="train: the charlm task needs --text FILE"):
         train_lib.train(task="charlm")
+    with pytest.raises(ValueError, match="train: cannot read --text /nonexistent.txt"):
+        train_lib.train(task="charlm", text="/nonexistent.txt")
     with pytest.raises(ValueError, match="train: steps must be >= 1"):
         train_lib.train(steps=0)
     with pytest.raises(ValueError, match="device must be 'cpu' or 'gpu'"):

@@ -39,38 +39,41 @@ TASK_DEFAULTS = {
 
 
 def add_arguments(parser):
-    """Add the ``logscan train`` options to an :class:`argparse.ArgumentParser`."""
-    parser.add_argument("--task", choices=sorted(TASK_DEFAULTS), default="selective-copy",
+    """Add the ``logscan train`` options to an :class:`argparse.ArgumentParser` (returns it)."""
+    group = parser.add_argument_group(
+        "training options", "Where two defaults are given in parentheses, the first is selective-copy's and the "
+                            "second charlm's.")
+    group.add_argument("--task", choices=sorted(TASK_DEFAULTS), default="selective-copy",
                         help="what to train on (default: selective-copy)")
-    parser.add_argument("--text", help="charlm: the text file to learn (e.g. tinyshakespeare.txt)")
-    parser.add_argument("--model", choices=sorted(model_lib.CELLS), default="mingru", help="the recurrent cell")
-    parser.add_argument("--layers", type=int, help="residual blocks (selective-copy 3, charlm 3)")
-    parser.add_argument("--width", type=int, help="model width (selective-copy 64, charlm 384)")
-    parser.add_argument("--expansion", type=float, help="minRNN hidden size / width (2.0, 1.5)")
-    parser.add_argument("--mlp-ratio", type=float, help="MLP hidden size / width (4.0, 2.0)")
-    parser.add_argument("--conv", type=int, help="causal depthwise conv kernel per block, 0 for none (0, 4)")
-    parser.add_argument("--seq-len", type=int, help="sequence length / context (64, 256)")
-    parser.add_argument("--batch", type=int, help="sequences per step (32, 16)")
-    parser.add_argument("--steps", type=int, help="optimizer steps (1200, 2000)")
-    parser.add_argument("--lr", type=float, help="peak learning rate, warm-up then cosine decay (3e-3, 2e-3)")
-    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay on matrices (0.01, 0.1)")
-    parser.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (default 1.0)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds initialization and data (default 0)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="cpu (NumPy) or gpu (CuPy)")
-    parser.add_argument("--checkpoint", help="write the trained parameters here (.npz)")
-    parser.add_argument("--data-tokens", type=int, default=4, help="selective-copy: tokens to memorize (4)")
-    parser.add_argument("--vocab", type=int, default=10,
+    group.add_argument("--text", help="charlm: the text file to learn (e.g. tinyshakespeare.txt)")
+    group.add_argument("--model", choices=sorted(model_lib.CELLS), default="mingru", help="the recurrent cell")
+    group.add_argument("--layers", type=int, help="residual blocks (selective-copy 3, charlm 3)")
+    group.add_argument("--width", type=int, help="model width (selective-copy 64, charlm 384)")
+    group.add_argument("--expansion", type=float, help="minRNN hidden size / width (2.0, 1.5)")
+    group.add_argument("--mlp-ratio", type=float, help="MLP hidden size / width (4.0, 2.0)")
+    group.add_argument("--conv", type=int, help="causal depthwise conv kernel per block, 0 for none (0, 4)")
+    group.add_argument("--seq-len", type=int, help="sequence length / context (64, 256)")
+    group.add_argument("--batch", type=int, help="sequences per step (32, 16)")
+    group.add_argument("--steps", type=int, help="optimizer steps (1200, 2000)")
+    group.add_argument("--lr", type=float, help="peak learning rate, warm-up then cosine decay (3e-3, 2e-3)")
+    group.add_argument("--weight-decay", type=float, help="AdamW weight decay on matrices (0.01, 0.1)")
+    group.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (default 1.0)")
+    group.add_argument("--seed", type=int, default=0, help="seeds initialization and data (default 0)")
+    group.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="cpu (NumPy) or gpu (CuPy)")
+    group.add_argument("--checkpoint", help="write the trained parameters here (.npz)")
+    group.add_argument("--data-tokens", type=int, default=4, help="selective-copy: tokens to memorize (4)")
+    group.add_argument("--vocab", type=int, default=10,
                         help="selective-copy: vocabulary incl. noise and marker tokens (10)")
-    parser.add_argument("--eval-every", type=int, help="steps between held-out evaluations (100, 250)")
-    parser.add_argument("--eval-batches", type=int, help="batches per periodic evaluation (8)")
-    parser.add_argument("--stop-at", type=float,
+    group.add_argument("--eval-every", type=int, help="steps between held-out evaluations (100, 250)")
+    group.add_argument("--eval-batches", type=int, help="batches per periodic evaluation (8)")
+    group.add_argument("--stop-at", type=float,
                         help="selective-copy: stop once held-out accuracy reaches this (0.99); 0 never stops")
-    parser.add_argument("--max-minutes", type=float,
+    group.add_argument("--max-minutes", type=float,
                         help="stop training after this much wall time; the learning-rate schedule then follows "
                              "whichever of steps and time runs out first")
-    parser.add_argument("--sample-length", type=int, default=400, help="charlm: characters to generate (400)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="charlm: sampling temperature (0.8)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group.add_argument("--sample-length", type=int, default=400, help="charlm: characters to generate (400)")
+    group.add_argument("--temperature", type=float, default=0.8, help="charlm: sampling temperature (0.8)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -163,8 +166,11 @@ def train(**overrides):
         def evaluate(trainer, final):
             return trainer.evaluate(heldout if final else heldout[:options["eval_batches"]])
     else:
-        with open(options["text"], encoding="utf-8") as f:
-            task = CharCorpus(f.read())
+        try:
+            with open(options["text"], encoding="utf-8") as f:
+                task = CharCorpus(f.read())
+        except OSError as error:
+            raise ValueError(f"train: cannot read --text {options['text']}: {error.strerror}") from None
         vocab_size = task.vocab_size
 
         def next_batch(rng):
