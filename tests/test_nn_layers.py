@@ -7,7 +7,17 @@ import pytest
 from logscan.nn import layers
 from logscan.nn.gradcheck import numerical_gradient, relative_error
 from logscan.nn.loss import cross_entropy_backward, cross_entropy_forward
-from logscan.nn.model import ModelConfig, init_model, load, model_backward, model_forward, model_step, save
+from logscan.nn.model import (
+    ModelConfig,
+    generate,
+    init_model,
+    load,
+    model_backward,
+    model_forward,
+    model_prefill,
+    model_step,
+    save,
+)
 from logscan.nn.optim import AdamW
 
 F64 = np.float64
@@ -130,6 +140,31 @@ def test_model_step_equals_parallel(name, dtype):
         step_logits, state = model_step(params, config, tokens[:, t], state)
         np.testing.assert_allclose(step_logits, logits[:, t], rtol=1e-4 if dtype == np.float32 else 1e-11,
                                    atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("prompt_length", [1, 2, 6])
+def test_prefill_then_step_equals_parallel(name, prompt_length):
+    """The state handed from parallel mode (h, conv inputs) continues exactly in step mode."""
+    config = CONFIGS[name]
+    rng = np.random.default_rng(4)
+    params = init_model(config, rng=rng, dtype=np.float64)
+    tokens = rng.integers(0, config.vocab_size, (2, 10))
+    logits, _ = model_forward(params, config, tokens)
+    last, state = model_prefill(params, config, tokens[:, :prompt_length])
+    np.testing.assert_allclose(last, logits[:, prompt_length - 1], rtol=1e-11, atol=1e-12)
+    for t in range(prompt_length, tokens.shape[1]):
+        step_logits, state = model_step(params, config, tokens[:, t], state)
+        np.testing.assert_allclose(step_logits, logits[:, t], rtol=1e-11, atol=1e-12)
+
+
+def test_generate_is_greedy_at_zero_temperature():
+    config = CONFIGS["mingru-conv"]
+    params = init_model(config, rng=np.random.default_rng(0), dtype=np.float64)
+    tokens = generate(params, config, [1, 2, 3], 5, temperature=0)
+    assert tokens[:3].tolist() == [1, 2, 3] and len(tokens) == 8
+    logits, _ = model_forward(params, config, tokens[None, :-1])
+    np.testing.assert_array_equal(logits[0, 2:].argmax(-1), tokens[3:])
 
 
 def test_model_rejects_bad_tokens():

@@ -215,8 +215,19 @@ def model_step(params, config, tokens_t, state=None):
     return logits, new_state
 
 
+def model_prefill(params, config, tokens):
+    """Run a prompt ``(B, T)`` in parallel mode; return the last logits ``(B, vocab_size)`` and the state
+    from which :func:`model_step` continues (the minRNN's last ``h`` and the conv's last inputs per layer)."""
+    logits, (_, caches, _, _) = model_forward(params, config, tokens)
+    state = []
+    for cache in caches:
+        window = cache["conv"][:, cache["conv"].shape[1] - (config.conv_kernel - 1):] if config.conv_kernel else None
+        state.append({"h": cache["rnn"]["h"][:, -1], "conv": window})
+    return logits[:, -1], state
+
+
 def generate(params, config, prompt, length, *, rng=None, temperature=1.0, top_k=None):
-    """Feed ``prompt`` (a 1-d sequence of token ids) step by step, then sample ``length`` more tokens.
+    """Read ``prompt`` (a 1-d sequence of token ids) in parallel mode, then sample ``length`` tokens by stepping.
 
     Returns a NumPy int64 array: the prompt followed by the sampled tokens.
     ``temperature=0`` takes the most likely token each step.
@@ -226,9 +237,7 @@ def generate(params, config, prompt, length, *, rng=None, temperature=1.0, top_k
     tokens = [int(t) for t in prompt]
     if not tokens:
         raise ValueError("generate: prompt must hold at least one token")
-    state, logits = None, None
-    for token in tokens:
-        logits, state = model_step(params, config, xp.asarray([token], dtype=xp.int64), state)
+    logits, state = model_prefill(params, config, xp.asarray([tokens], dtype=xp.int64))
     for _ in range(length):
         row = to_host(logits[0]).astype(np.float64)
         if temperature == 0:
