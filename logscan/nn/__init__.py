@@ -17,8 +17,17 @@ generation, checkpoints), :mod:`~logscan.nn.optim` (AdamW),
 from logscan.nn.loss import cross_entropy_backward, cross_entropy_forward
 from logscan.nn.mingru import mingru_backward, mingru_forward, mingru_init, mingru_step
 from logscan.nn.minlstm import minlstm_backward, minlstm_forward, minlstm_init, minlstm_step
-from logscan.nn.model import (ModelConfig, generate, init_model, load, model_backward, model_forward, model_prefill,
-                              model_step, save)
+from logscan.nn.model import (
+    ModelConfig,
+    generate,
+    init_model,
+    load,
+    model_backward,
+    model_forward,
+    model_prefill,
+    model_step,
+    save,
+)
 from logscan.nn.optim import AdamW
 
 __all__ = ["AdamW", "ModelConfig", "cross_entropy_backward", "cross_entropy_forward", "generate", "init_model",
