@@ -126,3 +126,4 @@ def linear_scan_backward(grad_h, a, b, h, *, axis=-1, h0=None, reverse=False):
         grad_h0 = _sum_to(carry if T else np.zeros(a_.shape[1:]), np.shape(h0))
     return (_sum_to(np.moveaxis(grad_a, 0, axis), shape_a), _sum_to(np.moveaxis(grad_b, 0, axis), shape_b),
             grad_h0)
+from logscan.reference_nn import mingru, minlstm  # noqa: E402, F401  (float64 minGRU/minLSTM references)

@@ -1,0 +1,156 @@
+r"""minLSTM ("Were RNNs All We Needed?", Feng et al. 2024) with a hand-written backward.
+
+.. math::
+
+    f_t = \sigma(x_t W_f + b_f),\quad i_t = \sigma(x_t W_i + b_i),\quad \tilde h_t = x_t W_h + b_h,\\
+    f'_t = \frac{f_t}{f_t + i_t},\quad i'_t = \frac{i_t}{f_t + i_t},\quad
+    h_t = f'_t \odot h_{t-1} + i'_t \odot g(\tilde h_t).
+
+In log space, with :math:`d_t = \operatorname{softplus}(-f^{pre}_t) - \operatorname{softplus}(-i^{pre}_t)`
+(so that :math:`f' = \sigma(-d)` and :math:`i' = \sigma(d)`):
+:math:`\log a_t = -\operatorname{softplus}(d_t)`,
+:math:`\log b_t = -\operatorname{softplus}(-d_t) + \log g(\tilde h_t)`.
+The state carried is ``log_h0`` in parallel mode and ``h_prev`` in step mode,
+exactly as for :mod:`logscan.nn.mingru`.
+
+Params: ``weight_forget``, ``weight_input``, ``weight_candidate``
+``(d_in, d_hidden)`` and the matching ``bias_*`` ``(d_hidden,)``.
+
+Examples
+--------
+>>> import numpy as np
+>>> from logscan.nn import minlstm_init, minlstm_forward, minlstm_step
+>>> params = minlstm_init(3, 4, rng=np.random.default_rng(0), dtype=np.float64)
+>>> x = np.random.default_rng(1).standard_normal((2, 5, 3))
+>>> h0 = np.full((2, 4), 0.7)
+>>> h, cache = minlstm_forward(params, x, log_h0=np.log(h0))
+>>> state = h0
+>>> for t in range(5):
+...     state = minlstm_step(params, x[:, t], state)
+>>> bool(np.allclose(state, h[:, -1]))
+True
+"""
+
+from __future__ import annotations
+
+from logscan.nn import _checks, _minrnn
+from logscan.nn._logspace import g, log_g, log_g_derivative, sigmoid, softplus
+from logscan.nn._xp import array_module
+
+GATES = ("forget", "input", "candidate")
+
+
+def minlstm_init(d_in, d_hidden, *, rng=None, dtype="float32"):
+    """Parameters of a minLSTM layer: uniform in ``±1/sqrt(d_in)`` (see :func:`logscan.nn.mingru_init`)."""
+    return _minrnn.init(GATES, d_in, d_hidden, rng, dtype)
+
+
+def _split(pre, d_hidden):
+    return pre[..., :d_hidden], pre[..., d_hidden:2 * d_hidden], pre[..., 2 * d_hidden:]
+
+
+def minlstm_forward(params, x, *, log_h0=None):
+    """The minLSTM layer over a whole sequence, by one parallel scan.
+
+    Parameters
+    ----------
+    params : dict
+        As made by :func:`minlstm_init`.
+    x : array, shape (B, T, d_in)
+    log_h0 : array, shape (B, d_hidden), optional
+        Log of the initial state; absent means ``h_{-1} = 0``.
+
+    Returns
+    -------
+    h : array, shape (B, T, d_hidden)
+    cache : dict
+    """
+    caller = "minlstm_forward"
+    d_in, d_hidden, dtype = _minrnn.infer_sizes(caller, params, GATES)
+    _checks.check_sequence(caller, "x", x, dtype, d_in)
+    log_h0 = _checks.check_state(caller, "log_h0", log_h0, dtype, (x.shape[0], d_hidden), allow_neg_inf=True)
+    pre = _minrnn.project(params, GATES, x)
+    forget, input_, candidate = _split(pre, d_hidden)
+    d = softplus(forget, negate=True)
+    d -= softplus(input_, negate=True)
+    log_a = softplus(d)
+    log_a *= -1                       # log f' = -softplus(d)
+    log_b = log_g(candidate)
+    log_b += d
+    log_b += log_a                    # log i' = -softplus(-d) = d - softplus(d)
+    log_h, h = _minrnn.scan_forward(log_a, log_b, log_h0)
+    cache = {"x": x, "pre": pre, "d": d, "log_a": log_a, "log_b": log_b, "log_h": log_h, "h": h,
+             "log_h0": log_h0}
+    return h, cache
+
+
+def minlstm_backward(params, cache, grad_h):
+    """Gradients of a loss through :func:`minlstm_forward`.
+
+    The cache serves one backward pass (its buffers are reused for the
+    gradients); a second use raises ValueError.
+
+    Returns
+    -------
+    grads : dict
+        Same keys as ``params``.
+    grad_x : array, shape (B, T, d_in)
+    grad_log_h0 : array, shape (B, d_hidden), or None
+    """
+    caller = "minlstm_backward"
+    taken = _minrnn.take_cache(caller, cache, grad_h)
+    d_hidden = grad_h.shape[-1]
+    grad_log_a, grad_log_b, grad_log_h0 = _minrnn.scan_backward(taken, grad_h)
+    xp = array_module(grad_log_a)
+    # The cached buffers become the gradients' (the pre-activations end as their gradient).
+    grad_pre = taken.pop("pre")
+    forget, input_, candidate = _split(grad_pre, d_hidden)
+    d = taken.pop("d")
+    sigmoid_d = taken.pop("log_a")
+    sigmoid_d += d
+    xp.exp(sigmoid_d, out=sigmoid_d)  # sigmoid(d) = exp(log f' + d)
+    # d log f' / dd = -sigmoid(d), d log i' / dd = 1 - sigmoid(d)
+    grad_d = d
+    xp.add(grad_log_a, grad_log_b, out=grad_d)
+    grad_d *= sigmoid_d
+    xp.subtract(grad_log_b, grad_d, out=grad_d)
+    del sigmoid_d, grad_log_a
+    grad_candidate = grad_log_b
+    grad_candidate *= log_g_derivative(candidate)
+    candidate[...] = grad_candidate
+    del grad_candidate, grad_log_b
+    # dd / d forget = -sigmoid(-forget), dd / d input = sigmoid(-input)
+    input_[...] = sigmoid(input_, negate=True)
+    input_ *= grad_d
+    forget[...] = sigmoid(forget, negate=True)
+    forget *= grad_d
+    forget *= -1
+    del grad_d
+    grads, grad_x = _minrnn.project_backward(params, GATES, taken["x"], grad_pre)
+    return grads, grad_x, grad_log_h0
+
+
+def minlstm_step(params, x_t, h_prev=None):
+    """One minLSTM step in linear space, O(1) state (for generation).
+
+    Parameters
+    ----------
+    params : dict
+    x_t : array, shape (B, d_in)
+    h_prev : array, shape (B, d_hidden), optional
+        The previous state ``h`` (not its log); absent means 0.
+
+    Returns
+    -------
+    h_t : array, shape (B, d_hidden)
+    """
+    caller = "minlstm_step"
+    d_in, d_hidden, dtype = _minrnn.infer_sizes(caller, params, GATES)
+    _checks.check_sequence(caller, "x_t", x_t, dtype, d_in, ndim=2, layout="(batch, d_in)")
+    h_prev = _checks.check_state(caller, "h_prev", h_prev, dtype, (x_t.shape[0], d_hidden))
+    forget, input_, candidate = _split(_minrnn.project(params, GATES, x_t), d_hidden)
+    d = softplus(forget, negate=True) - softplus(input_, negate=True)
+    h = sigmoid(d) * g(candidate)
+    if h_prev is not None:
+        h += sigmoid(d, negate=True) * h_prev
+    return h
