@@ -1,0 +1,194 @@
+"""Numba CPU backend: the fast CPU path, SIMD across channels and threads across channels or time.
+
+Methods
+-------
+``sequential``
+    One pass over time per group of up to 64 channels ("lanes"), the lanes
+    advanced together in SIMD registers; groups run in parallel threads.
+``chunked``
+    ``sequential`` plus a split of time into chunks so that few channels
+    still use every core: chunk totals, a short sequential carry pass
+    between chunks, then a re-scan of every chunk from its carry
+    (``_chunked``).
+``hillis_steele``, ``blelloch``
+    The textbook tree scans over whole-sequence tiles of lanes (``_tree``),
+    for measurement and reference; never faster here.
+
+All four compute the same recurrence in the dtype of the inputs (float32 or
+float64) with vectorized polynomial ``exp``/``log1p`` (``_vmath``: no SVML
+in pip's llvmlite, so libm calls would keep the loops scalar), handle
+``-inf`` exactly, pass NaN through, and are deterministic for a given
+machine (the chunk count depends on the shape and ``NUMBA_NUM_THREADS``).
+``out`` may be the same view as ``log_b``/``b`` for every method.
+
+How ``method="auto"`` chooses
+-----------------------------
+Measured with ``tools/bench_numba_cpu.py`` on the 2-core AVX-512 machine of
+the project (float32; see that script for the full table):
+
+- enough channel groups to keep every thread busy
+  (``groups >= 2 * threads``, a group being 64 channels): ``sequential``;
+  one pass over memory is the cheapest and already parallel.
+- fewer groups and a long sequence (``T >= 1024``): ``chunked``; re-reading
+  the inputs once costs less than leaving cores idle.
+- otherwise ``sequential``.
+
+The tree methods are never chosen: they make ``log2 T`` passes over a
+whole-sequence copy and lose to the streaming methods at every shape we
+measured.
+
+Examples
+--------
+>>> import numpy as np, logscan
+>>> log_a = np.log(np.full((1, 4, 1), 0.5, np.float32))
+>>> log_b = np.zeros((1, 4, 1), np.float32)
+>>> np.exp(logscan.scan(log_a, log_b, axis=1, backend="numba")).ravel().round(4).tolist()
+[1.0, 1.5, 1.75, 1.875]
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from logscan.backends._host import as_array  # noqa: F401  (backend interface)
+from logscan.backends.numba_cpu import _chunked, _tree
+from logscan.backends.numba_cpu._geometry import describe, element_aligned
+from logscan.backends.numba_cpu._steps import LINEAR, LOG
+
+methods = ("sequential", "hillis_steele", "blelloch", "chunked")
+
+LANES = 64          # channels advanced together: 4 AVX-512 float32 vectors, enough to hide latency
+ROWS_MIN_INNER = 16  # from this many inner channels on, groups stay within one row of inner
+MIN_CHUNK = 256      # shorter chunks spend more on totals and carries than they win
+
+
+def _threads():
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def _groups(outer, inner):
+    if inner >= ROWS_MIN_INNER:
+        return outer * -(-inner // LANES)
+    return -(-(outer * inner) // LANES)
+
+
+def _n_chunks(outer, T, inner):
+    """Chunks for ``chunked``: enough units for every thread a few times over, none shorter than MIN_CHUNK."""
+    wanted = -(-4 * _threads() // _groups(outer, inner))
+    return int(max(1, min(wanted, T // MIN_CHUNK)))
+
+
+def choose_method(op, dtype, outer, T, inner):
+    if _groups(outer, inner) < 2 * _threads() and T >= 1024 and _n_chunks(outer, T, inner) > 1:
+        return "chunked"
+    return "sequential"
+
+
+def workspace_size(op, dtype, outer, T, inner, method):
+    itemsize = np.dtype(dtype).itemsize
+    if method == "chunked":
+        return 2 * _n_chunks(outer, T, inner) * outer * inner * itemsize
+    if method in ("hillis_steele", "blelloch"):
+        return _tree.workspace_elements(op, outer, T, inner, method, LANES) * itemsize
+    return 0
+
+
+_DUMMY = {}
+
+
+def _workspace_view(workspace, dtype, n_chunks, channels):
+    if n_chunks <= 1 or workspace is None:
+        key = np.dtype(dtype)
+        if key not in _DUMMY:
+            _DUMMY[key] = np.zeros((2, 1, 1), key)
+        return _DUMMY[key]
+    return workspace.view(dtype)[: 2 * n_chunks * channels].reshape(2, n_chunks, channels)
+
+
+def _layout(outer, inner, arrays):
+    """(rows_mode, direct): lanes within one row, and lanes adjacent in every buffer."""
+    rows_mode = inner >= ROWS_MIN_INNER
+    direct = rows_mode and all(x.strides[2] == x.dtype.itemsize for x in arrays)
+    return rows_mode, direct
+
+
+def _staged(arrays, outputs):
+    """Copies for the (rare) views whose strides are not whole elements; kernels need element strides."""
+    staged = [np.ascontiguousarray(x) if not element_aligned(x) else x for x in arrays]
+    staged_out = [np.empty(x.shape, x.dtype) if not element_aligned(x) else x for x in outputs]
+    return staged, staged_out
+
+
+def _copy_back(outputs, staged_out):
+    for x, y in zip(outputs, staged_out):
+        if x is not None and x is not y:
+            x[...] = y
+
+
+def _identity(space, dtype):
+    """(identity of the totals' first part, empty state) in ``dtype``."""
+    if space == LOG:
+        return dtype.type(0), dtype.type(-np.inf)
+    return dtype.type(1), dtype.type(0)
+
+
+def _forward(space, a, b, h0, out, method, workspace):
+    outer, T, inner = out.shape
+    if outer * T * inner == 0:
+        return
+    dtype = out.dtype
+    (a, b, h0), (out_k,) = _staged([a, b, h0], [out])
+    identity_a, identity_b = _identity(space, dtype)
+    if method in ("hillis_steele", "blelloch"):
+        _tree.forward(space, method, a, b, h0, out_k, workspace, LANES, identity_a, identity_b)
+    else:
+        rows_mode, direct = _layout(outer, inner, (a, b, out_k))
+        n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
+        (a_m, b_m, out_m, h0_m), geo = describe([a, b, out_k, h0], dtype)
+        ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
+        _chunked.forward(space, a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner, LANES,
+                         rows_mode, direct, n_chunks, ws, identity_a, identity_b)
+    _copy_back([out], [out_k])
+
+
+def _backward(space, g, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace):
+    outer, T, inner = g.shape
+    if outer * inner == 0:
+        return
+    if T == 0:
+        if grad_h0 is not None:
+            grad_h0[...] = 0
+        return
+    dtype = g.dtype
+    (g, a, b, h, h0), (ga_k, gb_k, gh0_k) = _staged([g, a, b, h, h0], [grad_a, grad_b, grad_h0])
+    _, identity_b = _identity(space, dtype)
+    zero, neg_inf = dtype.type(0), dtype.type(-np.inf)
+    if method in ("hillis_steele", "blelloch"):
+        _tree.backward(space, method, g, a, b, h, h0, ga_k, gb_k, gh0_k, workspace, LANES, identity_b)
+    else:
+        rows_mode, direct = _layout(outer, inner, (g, a, b, h, ga_k, gb_k))
+        n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
+        memories, geo = describe([g, a, b, h, ga_k, gb_k, h0, gh0_k], dtype)
+        ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
+        _chunked.backward(space, *memories, geo, h0 is not None, outer, T, inner, LANES, rows_mode, direct,
+                          n_chunks, ws, identity_b, zero, neg_inf)
+    _copy_back([grad_a, grad_b, grad_h0], [ga_k, gb_k, gh0_k])
+
+
+def log_scan(log_a, log_b, log_h0, out, method, workspace):
+    _forward(LOG, log_a, log_b, log_h0, out, method, workspace)
+
+
+def linear_scan(a, b, h0, out, method, workspace):
+    _forward(LINEAR, a, b, h0, out, method, workspace)
+
+
+def log_scan_backward(grad_log_h, log_a, log_b, log_h, log_h0, grad_log_a, grad_log_b, grad_log_h0,
+                      method, workspace):
+    _backward(LOG, grad_log_h, log_a, log_b, log_h, log_h0, grad_log_a, grad_log_b, grad_log_h0,
+              method, workspace)
+
+
+def linear_scan_backward(grad_h, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace):
+    _backward(LINEAR, grad_h, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace)

@@ -1,0 +1,2 @@
+def workspace_elements(op, outer, T, inner, method, W):
+    return 0
