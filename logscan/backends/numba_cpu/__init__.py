@@ -58,7 +58,14 @@ from logscan.backends.numba_cpu._steps import LINEAR, LOG
 
 methods = ("sequential", "hillis_steele", "blelloch", "chunked")
 
-LANES = 64          # channels advanced together: 4 AVX-512 float32 vectors, enough to hide latency
+# Channels advanced together. One step of logaddexp is a chain of ~40
+# dependent operations; only with many vectors in flight does the core run at
+# its throughput. Lanes read in place (rows mode) cost nothing to widen;
+# gathered lanes (flat mode) cost a tile each, and fewer, wider groups would
+# leave threads idle for the (64, 4096) kind of shape.
+LANES_ROWS = 256
+LANES_FLAT = 64
+LANES = LANES_FLAT  # tree methods: whole-sequence tiles of this many lanes
 ROWS_MIN_INNER = 16  # from this many inner channels on, groups stay within one row of inner
 MIN_CHUNK = 256      # shorter chunks spend more on totals and carries than they win
 
@@ -67,10 +74,14 @@ def _threads():
     return int(numba.config.NUMBA_NUM_THREADS)
 
 
+def _lanes(inner):
+    return LANES_ROWS if inner >= ROWS_MIN_INNER else LANES_FLAT
+
+
 def _groups(outer, inner):
     if inner >= ROWS_MIN_INNER:
-        return outer * -(-inner // LANES)
-    return -(-(outer * inner) // LANES)
+        return outer * -(-inner // LANES_ROWS)
+    return -(-(outer * inner) // LANES_FLAT)
 
 
 def _n_chunks(outer, T, inner):
@@ -147,7 +158,7 @@ def _forward(space, a, b, h0, out, method, workspace):
         n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
         (a_m, b_m, out_m, h0_m), geo = describe([a, b, out_k, h0], dtype)
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
-        _chunked.forward(space, a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner, LANES,
+        _chunked.forward(space, a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner, _lanes(inner),
                          rows_mode, direct, n_chunks, ws, identity_a, identity_b)
     _copy_back([out], [out_k])
 
@@ -171,7 +182,7 @@ def _backward(space, g, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace)
         n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
         memories, geo = describe([g, a, b, h, ga_k, gb_k, h0, gh0_k], dtype)
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
-        _chunked.backward(space, *memories, geo, h0 is not None, outer, T, inner, LANES, rows_mode, direct,
+        _chunked.backward(space, *memories, geo, h0 is not None, outer, T, inner, _lanes(inner), rows_mode, direct,
                           n_chunks, ws, identity_b, zero, neg_inf)
     _copy_back([grad_a, grad_b, grad_h0], [ga_k, gb_k, gh0_k])
 

@@ -72,7 +72,7 @@ def forward_total(space, a, a_off, a_ts, b, b_off, b_ts, total_a, total_b, n, st
 
 @njit(**_OPTS)
 def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_off, h_ts,
-                   h_prev, hp_off, hp_ts, grad_a, ga_off, ga_ts, grad_b, gb_off, gb_ts, carry, n, steps,
+                   h_prev, hp_off, hp_ts, grad_a, ga_off, ga_ts, grad_b, gb_off, gb_ts, carry, scratch, n, steps,
                    zero, neg_inf):
     """Rows ``steps-1`` down to 0 of the fused reverse pass; ``carry`` enters as w_{t+1} u_{t+1}.
 
@@ -80,8 +80,15 @@ def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_o
     ``v = exp(log_b - log_h)`` (both 0 where ``log_h = -inf``), then
     ``grad_log_a = u w``, ``grad_log_b = u v`` and the new carry is ``u w``.
     Linear: ``d = g + carry``, ``grad_a = d h_prev``, ``grad_b = d``, carry ``a d``.
-    ``zero`` and ``neg_inf`` are scalars of the array dtype (keeps float32 in float32).
+    ``scratch`` is a (2, >= n) array; ``zero`` and ``neg_inf`` are scalars of
+    the array dtype (keeps float32 in float32).
+
+    The work of a row is split into loops that each touch few arrays: LLVM
+    vectorizes a loop only if it can check at run time that the arrays it
+    writes do not overlap the others, and gives up beyond 8 such checks.
     """
+    w_row = scratch[0]
+    v_row = scratch[1]
     for jj in range(steps):
         j = steps - 1 - jj
         rg = g[g_off + j * g_ts: g_off + j * g_ts + n]
@@ -92,35 +99,40 @@ def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_o
         if space == LOG:
             rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
             rh = h[h_off + j * h_ts: h_off + j * h_ts + n]
+            # h_t = 0 passes no gradient back (and -inf - -inf must not leak a nan)
             for i in range(n):
-                log_h = rh[i]
+                w = vexp(ra[i] + rhp[i] - rh[i])
+                w_row[i] = zero if rh[i] == neg_inf else w
+            for i in range(n):
+                v = vexp(rb[i] - rh[i])
+                v_row[i] = zero if rh[i] == neg_inf else v
+            for i in range(n):
                 u = rg[i] + carry[i]
-                w = vexp(ra[i] + rhp[i] - log_h)
-                v = vexp(rb[i] - log_h)
-                # h_t = 0 passes no gradient back (and -inf - -inf must not leak a nan)
-                w = zero if log_h == neg_inf else w
-                v = zero if log_h == neg_inf else v
-                uw = u * w
-                rga[i] = uw
-                rgb[i] = u * v
-                carry[i] = uw
+                carry[i] = u * w_row[i]
+                v_row[i] = u * v_row[i]
+            for i in range(n):
+                rga[i] = carry[i]
+                rgb[i] = v_row[i]
         else:
             for i in range(n):
                 d = rg[i] + carry[i]
-                rga[i] = d * rhp[i]
-                rgb[i] = d
                 carry[i] = ra[i] * d
+                v_row[i] = d
+            for i in range(n):
+                rga[i] = v_row[i] * rhp[i]
+                rgb[i] = v_row[i]
 
 
 @njit(**_OPTS)
 def backward_total(space, g, g_off, g_ts, a, a_off, a_ts, h, h_off, h_ts, h_prev, hp_off, hp_ts,
-                   product, carry, n, steps, zero, neg_inf):
+                   product, carry, scratch, n, steps, zero, neg_inf):
     """Compose rows ``steps-1`` .. 0 of the reverse pass into ``carry -> product carry + carry0``.
 
     Starting from ``product = 1``, ``carry = 0``: afterwards ``product`` is
     the product of the weights (``w`` in log space, ``a`` in linear space)
     and ``carry`` what leaves the run when nothing enters it.
     """
+    w_row = scratch[0]
     for jj in range(steps):
         j = steps - 1 - jj
         rg = g[g_off + j * g_ts: g_off + j * g_ts + n]
@@ -129,11 +141,11 @@ def backward_total(space, g, g_off, g_ts, a, a_off, a_ts, h, h_off, h_ts, h_prev
             rh = h[h_off + j * h_ts: h_off + j * h_ts + n]
             rhp = h_prev[hp_off + j * hp_ts: hp_off + j * hp_ts + n]
             for i in range(n):
-                log_h = rh[i]
-                w = vexp(ra[i] + rhp[i] - log_h)
-                w = zero if log_h == neg_inf else w
-                carry[i] = (rg[i] + carry[i]) * w
-                product[i] *= w
+                w = vexp(ra[i] + rhp[i] - rh[i])
+                w_row[i] = zero if rh[i] == neg_inf else w
+            for i in range(n):
+                carry[i] = (rg[i] + carry[i]) * w_row[i]
+                product[i] *= w_row[i]
         else:
             for i in range(n):
                 carry[i] = (rg[i] + carry[i]) * ra[i]
