@@ -63,7 +63,7 @@ methods = ("sequential", "hillis_steele", "blelloch", "chunked")
 # its throughput. Lanes read in place (rows mode) cost nothing to widen;
 # gathered lanes (flat mode) cost a tile each, and fewer, wider groups would
 # leave threads idle for the (64, 4096) kind of shape.
-LANES_ROWS = 256
+LANES_ROWS = 1024
 LANES_FLAT = 64
 LANES = LANES_FLAT  # tree methods: whole-sequence tiles of this many lanes
 ROWS_MIN_INNER = 16  # from this many inner channels on, groups stay within one row of inner
@@ -74,14 +74,21 @@ def _threads():
     return int(numba.config.NUMBA_NUM_THREADS)
 
 
-def _lanes(inner):
-    return LANES_ROWS if inner >= ROWS_MIN_INNER else LANES_FLAT
+def _lanes(outer, inner):
+    """Lanes per group: as wide as possible, halved while that leaves a thread without a group."""
+    if inner < ROWS_MIN_INNER:
+        return LANES_FLAT
+    lanes = LANES_ROWS
+    while lanes > LANES_ROWS_MIN and outer * -(-inner // lanes) < _threads():
+        lanes //= 2
+    return lanes
 
 
 def _groups(outer, inner):
+    lanes = _lanes(outer, inner)
     if inner >= ROWS_MIN_INNER:
-        return outer * -(-inner // LANES_ROWS)
-    return -(-(outer * inner) // LANES_FLAT)
+        return outer * -(-inner // lanes)
+    return -(-(outer * inner) // lanes)
 
 
 def _n_chunks(outer, T, inner):
@@ -152,13 +159,13 @@ def _forward(space, a, b, h0, out, method, workspace):
     (a, b, h0), (out_k,) = _staged([a, b, h0], [out])
     identity_a, identity_b = _identity(space, dtype)
     if method in ("hillis_steele", "blelloch"):
-        _tree.forward(space, method, a, b, h0, out_k, workspace, LANES, identity_a, identity_b)
+        _tree.forward(space, method, a, b, h0, out_k, workspace, LANES, ROWS_MIN_INNER, identity_a, identity_b)
     else:
         rows_mode, direct = _layout(outer, inner, (a, b, out_k))
         n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
         (a_m, b_m, out_m, h0_m), geo = describe([a, b, out_k, h0], dtype)
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
-        _chunked.forward(space, a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner, _lanes(inner),
+        _chunked.forward(space, a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner, _lanes(outer, inner),
                          rows_mode, direct, n_chunks, ws, identity_a, identity_b)
     _copy_back([out], [out_k])
 
@@ -176,13 +183,14 @@ def _backward(space, g, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace)
     _, identity_b = _identity(space, dtype)
     zero, neg_inf = dtype.type(0), dtype.type(-np.inf)
     if method in ("hillis_steele", "blelloch"):
-        _tree.backward(space, method, g, a, b, h, h0, ga_k, gb_k, gh0_k, workspace, LANES, identity_b)
+        _tree.backward(space, method, g, a, b, h, h0, ga_k, gb_k, gh0_k, workspace, LANES, ROWS_MIN_INNER,
+                       identity_b)
     else:
         rows_mode, direct = _layout(outer, inner, (g, a, b, h, ga_k, gb_k))
         n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
         memories, geo = describe([g, a, b, h, ga_k, gb_k, h0, gh0_k], dtype)
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
-        _chunked.backward(space, *memories, geo, h0 is not None, outer, T, inner, _lanes(inner), rows_mode, direct,
+        _chunked.backward(space, *memories, geo, h0 is not None, outer, T, inner, _lanes(outer, inner), rows_mode, direct,
                           n_chunks, ws, identity_b, zero, neg_inf)
     _copy_back([grad_a, grad_b, grad_h0], [ga_k, gb_k, gh0_k])
 
