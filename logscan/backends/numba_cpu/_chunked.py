@@ -78,12 +78,13 @@ def forward(space, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, di
             lane_offsets(geo, _B, lane_o, lane_i, n, off_b)
             total_a = np.full(W, identity_a, dtype)
             total_b = np.full(W, identity_b, dtype)
+            total_b_low = np.zeros(W, dtype)
             t0 = chunk * length
             t1 = min(T, t0 + length)
             sa, sb = geo[_A, TIME], geo[_B, TIME]
             if direct:
                 forward_total(space, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
-                              total_a, total_b, n, t1 - t0)
+                              total_a, total_b, total_b_low, n, t1 - t0)
             else:
                 tile_a = np.empty(W * tile_steps, dtype)
                 tile_b = np.empty(W * tile_steps, dtype)
@@ -91,7 +92,7 @@ def forward(space, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, di
                     m = min(tile_steps, t1 - tt)
                     gather(a, off_a, sa, tt, tile_a, W, n, m)
                     gather(b, off_b, sb, tt, tile_b, W, n, m)
-                    forward_total(space, tile_a, 0, W, tile_b, 0, W, total_a, total_b, n, m)
+                    forward_total(space, tile_a, 0, W, tile_b, 0, W, total_a, total_b, total_b_low, n, m)
             for lane in range(n):
                 c = lane_o[lane] * inner + lane_i[lane]
                 workspace[0, chunk, c] = total_a[lane]
@@ -125,6 +126,7 @@ def forward(space, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, di
         lane_offsets(geo, _B, lane_o, lane_i, n, off_b)
         lane_offsets(geo, _OUT, lane_o, lane_i, n, off_out)
         h = np.empty(W, dtype)
+        h_low = np.zeros(W, dtype)
         if chunk == 0:
             load_state(h0, geo, _H0, has_h0, identity_b, lane_o, lane_i, n, h)
         else:
@@ -135,7 +137,7 @@ def forward(space, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, di
         sa, sb, so = geo[_A, TIME], geo[_B, TIME], geo[_OUT, TIME]
         if direct:
             forward_steps(space, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
-                          out, off_out[0] + t0 * so, so, h, n, t1 - t0)
+                          out, off_out[0] + t0 * so, so, h, h_low, n, t1 - t0)
         else:
             tile_a = np.empty(W * tile_steps, dtype)
             tile_b = np.empty(W * tile_steps, dtype)
@@ -144,7 +146,7 @@ def forward(space, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, di
                 m = min(tile_steps, t1 - tt)
                 gather(a, off_a, sa, tt, tile_a, W, n, m)
                 gather(b, off_b, sb, tt, tile_b, W, n, m)
-                forward_steps(space, tile_a, 0, W, tile_b, 0, W, tile_out, 0, W, h, n, m)
+                forward_steps(space, tile_a, 0, W, tile_b, 0, W, tile_out, 0, W, h, h_low, n, m)
                 scatter(tile_out, out, off_out, so, tt, W, n, m)
 
 
