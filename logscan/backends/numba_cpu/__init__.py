@@ -23,19 +23,23 @@ machine (the chunk count depends on the shape and ``NUMBA_NUM_THREADS``).
 
 How ``method="auto"`` chooses
 -----------------------------
-Measured with ``tools/bench_numba_cpu.py`` on the 2-core AVX-512 machine of
-the project (float32; see that script for the full table):
+Channels form groups of lanes (up to 1024 adjacent inner channels read in
+place, halved down to 32 while a thread would get no group; 64 gathered
+channels when ``inner < 16``).
 
-- enough channel groups to keep every thread busy
-  (``groups >= 2 * threads``, a group being 64 channels): ``sequential``;
-  one pass over memory is the cheapest and already parallel.
-- fewer groups and a long sequence (``T >= 1024``): ``chunked``; re-reading
-  the inputs once costs less than leaving cores idle.
-- otherwise ``sequential``.
-
-The tree methods are never chosen: they make ``log2 T`` passes over a
-whole-sequence copy and lose to the streaming methods at every shape we
-measured.
+- ``sequential`` whenever the groups give every thread work: one pass over
+  memory, already parallel. This covers both target shapes on the 2-core
+  machine: (8, 2048, 512) has 8 groups of 512 lanes, (1, 65536, 64) two
+  groups of 32 lanes.
+- ``chunked`` when fewer groups than threads remain, ``T >= 1024`` and
+  there are at least 4 threads. Its chunk totals redo the scan's math (only
+  the output writes are saved), so ``p`` threads gain at most about
+  ``p/2``: on 2 cores we measured no gain (e.g. (1, 65536, 64) with one
+  64-lane group: sequential 19.9 ms, chunked 34.8 ms, float32), so on such
+  machines ``auto`` never picks it; it remains available by name.
+- The tree methods are never chosen: they make ``log2 T`` passes over a
+  whole-sequence tile that does not stay in cache, and lost at every shape
+  measured (``tools/bench_numba_cpu.py`` prints them side by side).
 
 Examples
 --------
@@ -101,7 +105,10 @@ def _n_chunks(outer, T, inner):
 
 
 def choose_method(op, dtype, outer, T, inner):
-    if _groups(outer, inner) < 2 * _threads() and T >= 1024 and _n_chunks(outer, T, inner) > 1:
+    # Chunking pays only with threads left idle by the channel groups, and
+    # only from about 4 threads on: the chunk totals redo the scan's math, so
+    # p threads gain at most about p/2 (measured on 2 cores: never a gain).
+    if _groups(outer, inner) < _threads() and _threads() >= 4 and T >= 4 * MIN_CHUNK:
         return "chunked"
     return "sequential"
 
