@@ -62,15 +62,18 @@ def workspace_elements(op, outer, T, inner, method, W):
 @njit(**_OPTS)
 def _absorb(space, A, B, first, second, W, n):
     """Row ``second`` <- row ``first`` then row ``second`` (``first`` comes earlier in time)."""
-    f, s = first * W, second * W
+    # row slices, not A[s + lane]: an index that may look negative to LLVM
+    # (numba wraps negative indices) would stop the vectorizer
+    A_first, B_first = A[first * W: first * W + n], B[first * W: first * W + n]
+    A_second, B_second = A[second * W: second * W + n], B[second * W: second * W + n]
     if space == LOG:
         for lane in range(n):
-            B[s + lane] = vlogaddexp(A[s + lane] + B[f + lane], B[s + lane])
-            A[s + lane] = A[f + lane] + A[s + lane]
+            B_second[lane] = vlogaddexp(A_second[lane] + B_first[lane], B_second[lane])
+            A_second[lane] = A_first[lane] + A_second[lane]
     else:
         for lane in range(n):
-            B[s + lane] = A[s + lane] * B[f + lane] + B[s + lane]
-            A[s + lane] = A[f + lane] * A[s + lane]
+            B_second[lane] = A_second[lane] * B_first[lane] + B_second[lane]
+            A_second[lane] = A_first[lane] * A_second[lane]
 
 
 @njit(**_OPTS)
@@ -103,28 +106,27 @@ def _tree_scan(space, method, A, B, saved_A, saved_B, T, P, W, n, identity_a, id
     d = P // 2
     while d >= 1:
         for k in range(2 * d - 1, P, 2 * d):
-            left, right = (k - d) * W, k * W
+            A_left, B_left = A[(k - d) * W: (k - d) * W + n], B[(k - d) * W: (k - d) * W + n]
+            A_right, B_right = A[k * W: k * W + n], B[k * W: k * W + n]
             for lane in range(n):
                 # left child <- parent's prefix; right <- parent's prefix then left subtree
-                left_a, left_b = A[left + lane], B[left + lane]
-                A[left + lane], B[left + lane] = A[right + lane], B[right + lane]
+                left_a, left_b = A_left[lane], B_left[lane]
+                A_left[lane], B_left[lane] = A_right[lane], B_right[lane]
                 if space == LOG:
-                    B[right + lane] = vlogaddexp(left_a + B[right + lane], left_b)
-                    A[right + lane] = A[right + lane] + left_a
+                    B_right[lane] = vlogaddexp(left_a + B_right[lane], left_b)
+                    A_right[lane] = A_right[lane] + left_a
                 else:
-                    B[right + lane] = left_a * B[right + lane] + left_b
-                    A[right + lane] = A[right + lane] * left_a
+                    B_right[lane] = left_a * B_right[lane] + left_b
+                    A_right[lane] = A_right[lane] * left_a
         d //= 2
     # ------------------------------------------------------------ exclusive -> inclusive
-    for t in range(T):
-        for lane in range(n):
-            k = t * W + lane
-            if space == LOG:
-                B[k] = vlogaddexp(saved_A[k] + B[k], saved_B[k])
-                A[k] = A[k] + saved_A[k]
-            else:
-                B[k] = saved_A[k] * B[k] + saved_B[k]
-                A[k] = A[k] * saved_A[k]
+    for k in range(T * W):  # rows are contiguous: one flat loop over all of them
+        if space == LOG:
+            B[k] = vlogaddexp(saved_A[k] + B[k], saved_B[k])
+            A[k] = A[k] + saved_A[k]
+        else:
+            B[k] = saved_A[k] * B[k] + saved_B[k]
+            A[k] = A[k] * saved_A[k]
 
 
 @njit(parallel=True, cache=True, **_OPTS)
@@ -150,12 +152,12 @@ def forward_kernel(space, method, a, b, out, h0, geo, has_h0, outer, T, inner, W
             state = np.empty(W, dtype)
             load_state(h0, geo, 3, True, identity_b, lane_o, lane_i, n, state)
             for t in range(T):
+                A_row, B_row = A[t * W: t * W + n], B[t * W: t * W + n]
                 for lane in range(n):
-                    k = t * W + lane
                     if space == LOG:
-                        B[k] = vlogaddexp(A[k] + state[lane], B[k])
+                        B_row[lane] = vlogaddexp(A_row[lane] + state[lane], B_row[lane])
                     else:
-                        B[k] = A[k] * state[lane] + B[k]
+                        B_row[lane] = A_row[lane] * state[lane] + B_row[lane]
         scatter(B, out, offsets[2], geo[2, TIME], 0, W, n, T)
 
 

@@ -108,6 +108,38 @@ def float64_bits(typingctx, x):
     return types.int64(x), codegen
 
 
+@intrinsic
+def pow2_32(typingctx, n):
+    """``2**n`` for a float32 ``n`` holding an integer in [-126, 127], from exponent bits in 32-bit integers.
+
+    (numba would do the integer part in int64, which takes twice the vector
+    registers and a slower float->int conversion.)
+    """
+    if n != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.shl(builder.add(builder.fptosi(args[0], i32), ir.Constant(i32, 127)), ir.Constant(i32, 23))
+        return builder.bitcast(bits, ir.FloatType())
+
+    return types.float32(n), codegen
+
+
+@intrinsic
+def pow2_64(typingctx, n):
+    """``2**n`` for a float64 ``n`` holding an integer in [-1022, 1023], from exponent bits."""
+    if n != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        bits = builder.shl(builder.add(builder.fptosi(args[0], i64), ir.Constant(i64, 1023)), ir.Constant(i64, 52))
+        return builder.bitcast(bits, ir.DoubleType())
+
+    return types.float64(n), codegen
+
+
 # ------------------------------------------------------------ float32
 _F = np.float32
 _LOG2E_32 = _F(1.4426950408889634)
@@ -136,11 +168,8 @@ def exp32(x):
     p = _F(0.5) + r * p
     p = _F(1.0) + r * p
     p = _F(1.0) + r * p
-    n = np.int64(n_float)
-    n_half = n >> 1
-    scale_1 = float32_from_bits((n_half + 127) << 23)
-    scale_2 = float32_from_bits((n - n_half + 127) << 23)
-    y = (p * scale_1) * scale_2
+    n_half = (n_float * _F(0.5) + _ROUND_32) - _ROUND_32
+    y = (p * pow2_32(n_half)) * pow2_32(n_float - n_half)
     return y if x == x else x
 
 
@@ -192,7 +221,7 @@ def softplus_nonpositive32(d):
     p = _F(0.5) + r * p
     p = _F(1.0) + r * p
     p = _F(1.0) + r * p
-    e = p * float32_from_bits((np.int64(n_float) + 127) << 23)
+    e = p * pow2_32(n_float)
     e = e if d > _EXP_FLUSH_32 else _F(0.0)
     q = _Q32[8] + e * _Q32[9]
     q = _Q32[7] + e * q
@@ -247,11 +276,8 @@ def exp64(x):
     p = 0.5 + r * p
     p = 1.0 + r * p
     p = 1.0 + r * p
-    n = np.int64(n_float)
-    n_half = n >> 1
-    scale_1 = float64_from_bits((n_half + 1023) << 52)
-    scale_2 = float64_from_bits((n - n_half + 1023) << 52)
-    y = (p * scale_1) * scale_2
+    n_half = (n_float * 0.5 + _ROUND_64) - _ROUND_64
+    y = (p * pow2_64(n_half)) * pow2_64(n_float - n_half)
     return y if x == x else x
 
 
