@@ -39,8 +39,21 @@ scan loops that call them vectorize (``<16 x float>`` on AVX-512).
 Each function has a float32 and a float64 implementation, each computing in
 its own precision; the generic names dispatch on the argument type at
 compile time (``numba.extending.overload``), so kernels are written once.
-Accuracy (checked densely against float64/longdouble NumPy in the tests):
-within 2 ulp over the whole range for both.
+Accuracy (checked densely against longdouble NumPy in the tests): exp,
+log1p and the float32 softplus within 2 ulp over their whole ranges (exp
+measured at 0.84 ulp in float32, 1.0 in float64; log1p 1.25 and 1.0;
+softplus 2.0).
+
+Examples
+--------
+>>> import numpy as np
+>>> from logscan.backends.numba_cpu._vmath import logaddexp_array
+>>> x = np.array([0.0, -np.inf, 1.0, -np.inf], np.float32)
+>>> y = np.array([0.0, 2.0, -np.inf, -np.inf], np.float32)
+>>> out = np.empty_like(x)
+>>> logaddexp_array(x, y, out)
+>>> out.tolist()  # log 2, then -inf adds exactly nothing, and -inf + -inf stays -inf
+[0.6931471824645996, 2.0, 1.0, -inf]
 """
 
 from __future__ import annotations
