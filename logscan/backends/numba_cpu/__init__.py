@@ -3,8 +3,9 @@
 Methods
 -------
 ``sequential``
-    One pass over time per group of up to 64 channels ("lanes"), the lanes
-    advanced together in SIMD registers; groups run in parallel threads.
+    One pass over time per group of channels ("lanes": a whole row of the
+    inner axis, or 64 gathered channels), the lanes advanced together in
+    SIMD registers; groups run in parallel threads.
 ``chunked``
     ``sequential`` plus a split of time into chunks so that few channels
     still use every core: chunk totals, a short sequential carry pass
@@ -23,20 +24,19 @@ machine (the chunk count depends on the shape and ``NUMBA_NUM_THREADS``).
 
 How ``method="auto"`` chooses
 -----------------------------
-Channels form groups of lanes (up to 1024 adjacent inner channels read in
-place, halved down to 32 while a thread would get no group; 64 gathered
-channels when ``inner < 16``).
+Channels form groups of lanes: whole rows of inner (up to 1024 adjacent
+channels, read in place) when ``inner >= 16``, else 64 gathered channels.
 
 - ``sequential`` whenever the groups give every thread work: one pass over
-  memory, already parallel. This covers both target shapes on the 2-core
-  machine: (8, 2048, 512) has 8 groups of 512 lanes, (1, 65536, 64) two
-  groups of 32 lanes.
+  memory, already parallel ((8, 2048, 512): 8 groups of 512 lanes).
 - ``chunked`` when fewer groups than threads remain, ``T >= 1024`` and
   there are at least 4 threads. Its chunk totals redo the scan's math (only
   the output writes are saved), so ``p`` threads gain at most about
-  ``p/2``: on 2 cores we measured no gain (e.g. (1, 65536, 64) with one
-  64-lane group: sequential 19.9 ms, chunked 34.8 ms, float32), so on such
-  machines ``auto`` never picks it; it remains available by name.
+  ``p/2``. On the 2-core machine it lost where it could have helped:
+  (1, 65536, 64) is one 64-lane group, sequential on one thread took
+  10.3 ms, chunked (8 chunks on 2 threads) 14.9 ms (float32, best of 8,
+  side by side). So on 2 or 3 cores ``auto`` never picks it; it remains
+  available by name and is the method for machines with many cores.
 - The tree methods are never chosen: they make ``log2 T`` passes over a
   whole-sequence tile that does not stay in cache, and lost at every shape
   measured (``tools/bench_numba_cpu.py`` prints them side by side).
@@ -66,11 +66,13 @@ methods = ("sequential", "hillis_steele", "blelloch", "chunked")
 # dependent operations; only with several vectors in flight does the core run
 # at its throughput (measured, float32, in cache: 16 lanes 2.1 ns/element,
 # 32 lanes 1.1, 64 lanes 0.76, 128+ lanes 0.63). Lanes read in place (rows
-# mode) cost nothing to widen, and whole rows of inner stream best from
-# memory (256 of 512 lanes per group: 2.4 ns/element out of cache, whole
-# rows 1.1); gathered lanes (flat mode) cost a tile each.
-LANES_ROWS = 1024    # whole rows of inner where possible
-LANES_ROWS_MIN = 32  # narrower groups would be latency-bound
+# mode) are whole rows of inner (up to 1024 lanes, 4 KiB of float32): a group
+# reading part of each row streams badly from memory (256 of 512 lanes:
+# 2.4 ns/element out of cache, whole rows 1.1), and splitting the 64-lane
+# rows of (1, 65536, 64) over 2 threads as 2 x 32 lanes was 2-3x slower than
+# one thread on whole rows (16.0 vs 6.2 ms forward). Gathered lanes (flat
+# mode) cost a tile each.
+LANES_ROWS = 1024
 LANES_FLAT = 64
 LANES = LANES_FLAT  # tree methods: whole-sequence tiles of this many lanes
 ROWS_MIN_INNER = 16  # from this many inner channels on, groups stay within one row of inner
@@ -82,13 +84,8 @@ def _threads():
 
 
 def _lanes(outer, inner):
-    """Lanes per group: as wide as possible, halved while that leaves a thread without a group."""
-    if inner < ROWS_MIN_INNER:
-        return LANES_FLAT
-    lanes = LANES_ROWS
-    while lanes > LANES_ROWS_MIN and outer * -(-inner // lanes) < _threads():
-        lanes //= 2
-    return lanes
+    """Lanes per group: whole rows of inner when it is wide enough, else 64 gathered channels."""
+    return LANES_ROWS if inner >= ROWS_MIN_INNER else LANES_FLAT
 
 
 def _groups(outer, inner):
