@@ -185,15 +185,15 @@ def backward_kernel(space, method, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo,
         if space == LOG:
             gather(h, offsets[3], geo[3, TIME], 0, A, W, n, T)
             gather(b, offsets[2], geo[2, TIME], 0, other, W, n, T)
-            for t in range(T):
-                for lane in range(n):
-                    k = t * W + lane
-                    log_h = A[k]
-                    log_h_prev = A[k - W] if t > 0 else state[lane]
-                    w = vexp(weight[k] + log_h_prev - log_h)
-                    v = vexp(other[k] - log_h)
-                    weight[k] = zero if log_h == neg_inf else w
-                    other[k] = zero if log_h == neg_inf else v
+            # the previous state is A one row up; row 0 takes the initial state
+            saved_B[:W] = state
+            saved_B[W:T * W] = A[:(T - 1) * W]
+            for k in range(T * W):  # flat over whole rows: non-negative indices vectorize
+                log_h = A[k]
+                w = vexp(weight[k] + saved_B[k] - log_h)
+                v = vexp(other[k] - log_h)
+                weight[k] = zero if log_h == neg_inf else w
+                other[k] = zero if log_h == neg_inf else v
         else:
             for lane in range(n):
                 other[lane] = state[lane]
@@ -208,18 +208,20 @@ def backward_kernel(space, method, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo,
                 A[s * W + lane] = weight[(T - s) * W + lane] if s > 0 else zero
         _tree_scan(LINEAR, method, A, B, saved_A, saved_B, T, P, W, n, one, zero)
         # -------------------------------------------------------- gradients
-        for t in range(T):
+        if space != LOG:
             for lane in range(n):
-                k = t * W + lane
-                u = B[(T - 1 - t) * W + lane]
+                state[lane] = weight[lane] * B[(T - 1) * W + lane]  # grad h0 = a_0 u_0
+        for t in range(T):
+            u_row = B[(T - 1 - t) * W: (T - t) * W]
+            weight_row, other_row = weight[t * W: (t + 1) * W], other[t * W: (t + 1) * W]
+            for lane in range(n):
+                u = u_row[lane]
                 if space == LOG:
-                    weight[k] = u * weight[k]
-                    other[k] = u * other[k]
+                    weight_row[lane] = u * weight_row[lane]
+                    other_row[lane] = u * other_row[lane]
                 else:
-                    if t == 0:
-                        state[lane] = weight[k] * u  # grad h0 = a_0 u_0
-                    weight[k] = u * other[k]
-                    other[k] = u
+                    weight_row[lane] = u * other_row[lane]
+                    other_row[lane] = u
         scatter(weight, grad_a, offsets[4], geo[4, TIME], 0, W, n, T)
         scatter(other, grad_b, offsets[5], geo[5, TIME], 0, W, n, T)
         if has_h0:
