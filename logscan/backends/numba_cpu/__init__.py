@@ -151,6 +151,30 @@ def _copy_back(outputs, staged_out):
             x[...] = y
 
 
+SMALL_WORK = 1 << 16  # elements below which waking a second thread costs more than it saves
+
+
+class _ThreadsFor:
+    """Run a kernel on no more threads than it has work units.
+
+    A parallel region ends only when every thread of the pool has checked
+    in; on a busy machine a thread with nothing to do can still be waiting
+    for a time slice, which cost milliseconds per call in our measurements
+    ((64, 4096, 1): one 64-lane group, 0.7 ms on one thread, 4.0 ms when
+    the region also woke a second, idle thread).
+    """
+
+    def __init__(self, units, elements):
+        self.wanted = 1 if elements < SMALL_WORK else max(1, min(units, numba.get_num_threads()))
+
+    def __enter__(self):
+        self.before = numba.get_num_threads()
+        numba.set_num_threads(min(self.wanted, self.before))
+
+    def __exit__(self, *exc):
+        numba.set_num_threads(self.before)
+
+
 def _identity(space, dtype):
     """(identity of the totals' first part, empty state) in ``dtype``."""
     if space == LOG:
@@ -166,14 +190,16 @@ def _forward(space, a, b, h0, out, method, workspace):
     (a, b, h0), (out_k,) = _staged([a, b, h0], [out])
     identity_a, identity_b = _identity(space, dtype)
     if method in ("hillis_steele", "blelloch"):
-        _tree.forward(space, method, a, b, h0, out_k, workspace, LANES, ROWS_MIN_INNER, identity_a, identity_b)
+        with _ThreadsFor(-(-(outer * inner) // LANES), outer * T * inner):
+            _tree.forward(space, method, a, b, h0, out_k, workspace, LANES, ROWS_MIN_INNER, identity_a, identity_b)
     else:
         rows_mode, direct = _layout(outer, inner, (a, b, out_k))
         n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
         (a_m, b_m, out_m, h0_m), geo = describe([a, b, out_k, h0], dtype)
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
-        _chunked.forward(space, a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner, _lanes(outer, inner),
-                         rows_mode, direct, n_chunks, ws, identity_a, identity_b)
+        with _ThreadsFor(_groups(outer, inner) * n_chunks, outer * T * inner):
+                _chunked.forward(space, a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner,
+                             _lanes(outer, inner), rows_mode, direct, n_chunks, ws, identity_a, identity_b)
     _copy_back([out], [out_k])
 
 
@@ -190,15 +216,17 @@ def _backward(space, g, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace)
     _, identity_b = _identity(space, dtype)
     zero, neg_inf = dtype.type(0), dtype.type(-np.inf)
     if method in ("hillis_steele", "blelloch"):
-        _tree.backward(space, method, g, a, b, h, h0, ga_k, gb_k, gh0_k, workspace, LANES, ROWS_MIN_INNER,
-                       identity_b)
+        with _ThreadsFor(-(-(outer * inner) // LANES), outer * T * inner):
+            _tree.backward(space, method, g, a, b, h, h0, ga_k, gb_k, gh0_k, workspace, LANES, ROWS_MIN_INNER,
+                           identity_b)
     else:
         rows_mode, direct = _layout(outer, inner, (g, a, b, h, ga_k, gb_k))
         n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
         memories, geo = describe([g, a, b, h, ga_k, gb_k, h0, gh0_k], dtype)
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
-        _chunked.backward(space, *memories, geo, h0 is not None, outer, T, inner, _lanes(outer, inner), rows_mode, direct,
-                          n_chunks, ws, identity_b, zero, neg_inf)
+        with _ThreadsFor(_groups(outer, inner) * n_chunks, outer * T * inner):
+            _chunked.backward(space, *memories, geo, h0 is not None, outer, T, inner, _lanes(outer, inner),
+                              rows_mode, direct, n_chunks, ws, identity_b, zero, neg_inf)
     _copy_back([grad_a, grad_b, grad_h0], [ga_k, gb_k, gh0_k])
 
 
