@@ -110,12 +110,14 @@ def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_o
             for i in range(n):
                 v = vexp(rb[i] - rh[i])
                 v_row[i] = zero if rh[i] == neg_inf else v
+            # the carry into row j is grad_log_a of row j + 1 (u w): read it back from that
+            # row (still in L1) instead of keeping a separate carry array in step
+            prev = carry if jj == 0 else grad_a[ga_off + (j + 1) * ga_ts: ga_off + (j + 1) * ga_ts + n]
             for i in range(n):
-                u = rg[i] + carry[i]
-                carry[i] = u * w_row[i]
+                u = rg[i] + prev[i]
+                rga[i] = u * w_row[i]
                 v_row[i] = u * v_row[i]
             for i in range(n):
-                rga[i] = carry[i]
                 rgb[i] = v_row[i]
         else:
             for i in range(n):
@@ -125,6 +127,10 @@ def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_o
             for i in range(n):
                 rga[i] = v_row[i] * rhp[i]
                 rgb[i] = v_row[i]
+    if space == LOG and steps > 0:
+        last = grad_a[ga_off: ga_off + n]  # row 0: what leaves the run
+        for i in range(n):
+            carry[i] = last[i]
 
 
 @njit(**_OPTS)
