@@ -16,8 +16,10 @@ best of ``--repeat`` runs of the forward and the fused backward, then
   as a fraction of ``np.copyto(dst, src)`` on one array of the same shape
   (2 arrays moved), measured in the same process.
 
-All timings are taken side by side in one process; on a shared machine take
-the ratios, not the absolute times.
+All timings are taken side by side in one process, round-robin (each round
+calls every candidate once, copy included; the best round of each counts),
+so that a burst of load from other processes hits all candidates alike; on
+a shared machine take the ratios, not the absolute times.
 """
 
 from __future__ import annotations
@@ -26,6 +28,19 @@ import argparse
 import time
 
 import numpy as np
+
+
+def best_times(candidates, repeat):
+    """{name: best seconds} over ``repeat`` round-robin rounds (after one warm-up call each)."""
+    for fn in candidates.values():
+        fn()
+    best = dict.fromkeys(candidates, np.inf)
+    for _ in range(repeat):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def best_time(fn, repeat):
@@ -85,7 +100,17 @@ def main():
         src, dst = np.ones(shape, dtype), np.empty(shape, dtype)
         nbytes = src.nbytes
 
-        t_copy = best_time(lambda: np.copyto(dst, src), args.repeat)
+        methods = args.methods.split(",")
+        candidates = {"copy": lambda: np.copyto(dst, src)}
+        for method in methods:
+            ws_f = np.empty(numba_cpu.workspace_size("log_scan", dtype, B, T, D, method) or 1, np.uint8)
+            ws_b = np.empty(numba_cpu.workspace_size("log_scan_backward", dtype, B, T, D, method) or 1, np.uint8)
+            numba_cpu.log_scan(log_a, log_b, None, log_h, method, ws_f)
+            candidates[method, "fwd"] = (lambda m=method, w=ws_f: numba_cpu.log_scan(log_a, log_b, None, out, m, w))
+            candidates[method, "bwd"] = (lambda m=method, w=ws_b: numba_cpu.log_scan_backward(
+                grad, log_a, log_b, log_h, None, grad_a, grad_b, None, m, w))
+        best = best_times(candidates, args.repeat)
+        t_copy = best["copy"]
         copy_bw = 2 * nbytes / t_copy
         print(f"\nshape (B, T, D) = {shape}, axis=1: np.copyto {t_copy * 1e3:.2f} ms = {copy_bw / 1e9:.1f} GB/s")
         if not args.no_loop:
@@ -96,13 +121,8 @@ def main():
         else:
             t_loop_f = t_loop_b = np.nan
         print(f"{'method':>14} {'fwd ms':>9} {'x loop':>7} {'% copy':>7} | {'bwd ms':>9} {'x loop':>7} {'% copy':>7}")
-        for method in args.methods.split(","):
-            ws_f = np.empty(numba_cpu.workspace_size("log_scan", dtype, B, T, D, method) or 1, np.uint8)
-            ws_b = np.empty(numba_cpu.workspace_size("log_scan_backward", dtype, B, T, D, method) or 1, np.uint8)
-            numba_cpu.log_scan(log_a, log_b, None, log_h, method, ws_f)
-            t_f = best_time(lambda: numba_cpu.log_scan(log_a, log_b, None, out, method, ws_f), args.repeat)
-            t_b = best_time(lambda: numba_cpu.log_scan_backward(grad, log_a, log_b, log_h, None, grad_a, grad_b,
-                                                               None, method, ws_b), args.repeat)
+        for method in methods:
+            t_f, t_b = best[method, "fwd"], best[method, "bwd"]
             print(f"{method:>14} {t_f * 1e3:9.2f} {t_loop_f / t_f:7.1f} {100 * 3 * nbytes / t_f / copy_bw:6.0f}% | "
                   f"{t_b * 1e3:9.2f} {(t_loop_f + t_loop_b) / t_b:7.1f} {100 * 6 * nbytes / t_b / copy_bw:6.0f}%")
         print(f"auto picks: {numba_cpu.choose_method('log_scan', dtype, B, T, D)}")
