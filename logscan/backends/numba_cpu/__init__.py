@@ -32,14 +32,34 @@ channels, read in place) when ``inner >= 16``, else 64 gathered channels.
 - ``chunked`` when fewer groups than threads remain, ``T >= 1024`` and
   there are at least 4 threads. Its chunk totals redo the scan's math (only
   the output writes are saved), so ``p`` threads gain at most about
-  ``p/2``. On the 2-core machine it lost where it could have helped:
-  (1, 65536, 64) is one 64-lane group, sequential on one thread took
-  10.3 ms, chunked (8 chunks on 2 threads) 14.9 ms (float32, best of 8,
-  side by side). So on 2 or 3 cores ``auto`` never picks it; it remains
-  available by name and is the method for machines with many cores.
+  ``p/2``. On the 2-core machine it did not win where it could have helped:
+  (1, 65536, 64) is one 64-lane group; forward sequential (one thread)
+  3.18 ms vs chunked (8 chunks, 2 threads) 3.22 ms in the round-robin
+  benchmark, backward 4.9 ms vs 16.0 ms when timed alone (float32). So on
+  2 or 3 cores ``auto`` never picks it; it remains available by name and is
+  the method for machines with many cores.
 - The tree methods are never chosen: they make ``log2 T`` passes over a
   whole-sequence tile that does not stay in cache, and lost at every shape
   measured (``tools/bench_numba_cpu.py`` prints them side by side).
+
+Performance
+-----------
+``PYTHONPATH=. python tools/bench_numba_cpu.py --repeat 10`` on the 2-core
+AVX-512 machine (float32, axis=1, shared with other users; ratios from one
+run, round-robin timing):
+
+=================  =========  =======  ======  =========  =======  ======
+shape (B, T, D)    fwd ms     x loop   % copy  bwd ms     x loop   % copy
+=================  =========  =======  ======  =========  =======  ======
+(8, 2048, 512)     3.9        44       69%     12.3       17       44%
+(1, 65536, 64)     3.2        50       41%     14.1       31       19%
+=================  =========  =======  ======  =========  =======  ======
+
+``x loop``: speed-up over the NumPy loop over T (backward: over its
+forward plus reverse loops); ``% copy``: bytes moved per second (3 arrays
+forward, 6 backward) relative to ``np.copyto`` on one array. The backward
+moves 6 arrays plus the write-allocate reads of its 2 outputs and is bound
+by memory traffic; (1, 65536, 64) is one lane group and runs on one core.
 
 Examples
 --------
