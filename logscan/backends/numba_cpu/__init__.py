@@ -5,12 +5,21 @@ Methods
 ``sequential``
     One pass over time per group of channels ("lanes": a whole row of the
     inner axis, or 64 gathered channels), the lanes advanced together in
-    SIMD registers; groups run in parallel threads.
+    SIMD registers; groups run in parallel threads. Every step is the plain
+    rounded recurrence, so a sequence split in two and continued from its
+    last state gives the very same bits (DESIGN: chunking is exact). The
+    price, in float32 log space: rounding accumulates, ~1e-5 relative at
+    T = 65 536 when nothing decays (``log_a = 0``, logcumsumexp).
 ``chunked``
-    ``sequential`` plus a split of time into chunks so that few channels
-    still use every core: chunk totals, a short sequential carry pass
-    between chunks, then a re-scan of every chunk from its carry
-    (``_chunked``).
+    The fast hybrid and the ``auto`` choice. The same streaming kernel, with
+    the log-space state compensated (its rounding error carried along,
+    ``_vmath.logaddexp_compensated32``: 5e-8 instead of 1.1e-5 at
+    T = 65 536) and, where that pays, time split into chunks so that few
+    channels still use every core: chunk totals, a short sequential carry
+    pass between chunks, then a re-scan of every chunk from its carry
+    (``_chunked``). Splitting a sequence and continuing from the last state
+    agrees to a few ulp, not bit for bit (the carried error is not part of
+    the state a caller sees).
 ``hillis_steele``, ``blelloch``
     The textbook tree scans over whole-sequence tiles of lanes (``_tree``),
     for measurement and reference; never faster here.
@@ -24,20 +33,21 @@ machine (the chunk count depends on the shape and ``NUMBA_NUM_THREADS``).
 
 How ``method="auto"`` chooses
 -----------------------------
+Always ``chunked``; how many chunks of time it uses is the shape rule.
 Channels form groups of lanes: whole rows of inner (up to 1024 adjacent
 channels, read in place) when ``inner >= 16``, else 64 gathered channels.
 
-- ``sequential`` whenever the groups give every thread work: one pass over
-  memory, already parallel ((8, 2048, 512): 8 groups of 512 lanes).
-- ``chunked`` when fewer groups than threads remain, ``T >= 1024`` and
-  there are at least 4 threads. Its chunk totals redo the scan's math (only
-  the output writes are saved), so ``p`` threads gain at most about
-  ``p/2``. On the 2-core machine it did not win where it could have helped:
-  (1, 65536, 64) is one 64-lane group; forward sequential (one thread)
-  3.18 ms vs chunked (8 chunks, 2 threads) 3.22 ms in the round-robin
-  benchmark, backward 4.9 ms vs 16.0 ms when timed alone (float32). So on
-  2 or 3 cores ``auto`` never picks it; it remains available by name and is
-  the method for machines with many cores.
+- One chunk (one pass over memory, the speed of ``sequential``) whenever
+  the groups give every thread work ((8, 2048, 512): 8 groups of 512
+  lanes), and on machines with fewer than 4 threads.
+- Several chunks (at least 256 steps each, about 4 units per thread) when
+  fewer groups than threads remain and there are at least 4 threads. The
+  chunk totals redo the scan's math (only the output writes are saved), so
+  ``p`` threads gain at most about ``p/2``. On the 2-core machine splitting
+  did not win where it could have helped: (1, 65536, 64) is one 64-lane
+  group; forward on one thread 3.18 ms vs 8 chunks on 2 threads 3.22 ms in
+  the round-robin benchmark, backward 4.9 ms vs 16.0 ms timed alone
+  (float32).
 - The tree methods are never chosen: they make ``log2 T`` passes over a
   whole-sequence tile that does not stay in cache, and lost at every shape
   measured (``tools/bench_numba_cpu.py`` prints them side by side).
@@ -97,6 +107,7 @@ LANES_FLAT = 64
 LANES = LANES_FLAT  # tree methods: whole-sequence tiles of this many lanes
 ROWS_MIN_INNER = 16  # from this many inner channels on, groups stay within one row of inner
 MIN_CHUNK = 256      # shorter chunks spend more on totals and carries than they win
+MIN_THREADS_TO_CHUNK = 4  # below this, splitting time did not pay (see "How method='auto' chooses")
 
 
 def _threads():
@@ -116,18 +127,21 @@ def _groups(outer, inner):
 
 
 def _n_chunks(outer, T, inner):
-    """Chunks for ``chunked``: enough units for every thread a few times over, none shorter than MIN_CHUNK."""
-    wanted = -(-4 * _threads() // _groups(outer, inner))
-    return int(max(1, min(wanted, T // MIN_CHUNK)))
+    """Chunks of time for ``chunked``: only when channel groups leave threads idle and there are enough threads.
+
+    Then enough units for every thread a few times over, none shorter than MIN_CHUNK.
+    """
+    groups, threads = _groups(outer, inner), _threads()
+    if groups >= threads or threads < MIN_THREADS_TO_CHUNK:
+        return 1
+    return int(max(1, min(-(-4 * threads // groups), T // MIN_CHUNK)))
 
 
 def choose_method(op, dtype, outer, T, inner):
-    # Chunking pays only with threads left idle by the channel groups, and
-    # only from about 4 threads on: the chunk totals redo the scan's math, so
-    # p threads gain at most about p/2 (measured on 2 cores: never a gain).
-    if _groups(outer, inner) < _threads() and _threads() >= 4 and T >= 4 * MIN_CHUNK:
-        return "chunked"
-    return "sequential"
+    # "chunked" is the compensated, time-splitting hybrid; where splitting
+    # does not pay it runs as one chunk, as fast as "sequential" (same
+    # kernel) and more accurate in log space. See the module docstring.
+    return "chunked"
 
 
 def workspace_size(op, dtype, outer, T, inner, method):
@@ -218,8 +232,8 @@ def _forward(space, a, b, h0, out, method, workspace):
         (a_m, b_m, out_m, h0_m), geo = describe([a, b, out_k, h0], dtype)
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
         with _ThreadsFor(_groups(outer, inner) * n_chunks, outer * T * inner):
-                _chunked.forward(space, a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner,
-                             _lanes(outer, inner), rows_mode, direct, n_chunks, ws, identity_a, identity_b)
+            _chunked.forward(space, method == "chunked", a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T,
+                             inner, _lanes(outer, inner), rows_mode, direct, n_chunks, ws, identity_a, identity_b)
     _copy_back([out], [out_k])
 
 

@@ -57,9 +57,12 @@ def _chunk_bounds(T, n_chunks):
 
 
 @njit(parallel=True, cache=True, **_OPTS)
-def forward(space, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, direct, n_chunks,
+def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, direct, n_chunks,
             workspace, identity_a, identity_b):
-    """Forward scan of every channel; see the module docstring. ``workspace``: (2, n_chunks, outer*inner)."""
+    """Forward scan of every channel; see the module docstring. ``workspace``: (2, n_chunks, outer*inner).
+
+    ``compensate`` keeps the rounding error of the log-space state (``_steps.forward_steps``).
+    """
     length, n_chunks = _chunk_bounds(T, n_chunks)
     n_groups = group_count(outer, inner, W, rows_mode)
     tile_steps = max(1, TILE_ELEMENTS // W)
@@ -83,7 +86,7 @@ def forward(space, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, di
             t1 = min(T, t0 + length)
             sa, sb = geo[_A, TIME], geo[_B, TIME]
             if direct:
-                forward_total(space, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
+                forward_total(space, compensate, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
                               total_a, total_b, total_b_low, n, t1 - t0)
             else:
                 tile_a = np.empty(W * tile_steps, dtype)
@@ -92,7 +95,7 @@ def forward(space, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, di
                     m = min(tile_steps, t1 - tt)
                     gather(a, off_a, sa, tt, tile_a, W, n, m)
                     gather(b, off_b, sb, tt, tile_b, W, n, m)
-                    forward_total(space, tile_a, 0, W, tile_b, 0, W, total_a, total_b, total_b_low, n, m)
+                    forward_total(space, compensate, tile_a, 0, W, tile_b, 0, W, total_a, total_b, total_b_low, n, m)
             for lane in range(n):
                 c = lane_o[lane] * inner + lane_i[lane]
                 workspace[0, chunk, c] = total_a[lane]
@@ -136,7 +139,7 @@ def forward(space, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, di
         t1 = min(T, t0 + length)
         sa, sb, so = geo[_A, TIME], geo[_B, TIME], geo[_OUT, TIME]
         if direct:
-            forward_steps(space, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
+            forward_steps(space, compensate, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
                           out, off_out[0] + t0 * so, so, h, h_low, n, t1 - t0)
         else:
             tile_a = np.empty(W * tile_steps, dtype)
@@ -146,7 +149,7 @@ def forward(space, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, di
                 m = min(tile_steps, t1 - tt)
                 gather(a, off_a, sa, tt, tile_a, W, n, m)
                 gather(b, off_b, sb, tt, tile_b, W, n, m)
-                forward_steps(space, tile_a, 0, W, tile_b, 0, W, tile_out, 0, W, h, h_low, n, m)
+                forward_steps(space, compensate, tile_a, 0, W, tile_b, 0, W, tile_out, 0, W, h, h_low, n, m)
                 scatter(tile_out, out, off_out, so, tt, W, n, m)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from logscan.backends.numba_cpu._vmath import FASTMATH, vexp, vlogaddexp_compensated
+from logscan.backends.numba_cpu._vmath import FASTMATH, vexp, vlogaddexp, vlogaddexp_compensated
 
 LOG = 0
 LINEAR = 1
@@ -33,18 +33,24 @@ _OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
 
 
 @njit(**_OPTS)
-def forward_steps(space, a, a_off, a_ts, b, b_off, b_ts, out, out_off, out_ts, h, h_low, n, steps):
+def forward_steps(space, compensate, a, a_off, a_ts, b, b_off, b_ts, out, out_off, out_ts, h, h_low, n, steps):
     """h <- step(h) for ``steps`` rows, each new state copied to the output row.
 
-    In log space ``h_low`` carries the rounding error of the state (see
-    ``_vmath.logaddexp_compensated32``); it enters as 0 at the start of a run.
+    With ``compensate`` (log space), ``h_low`` carries the rounding error of
+    the state (see ``_vmath.logaddexp_compensated32``); it enters as 0 at the
+    start of a run. Without it, every step is the plain rounded logaddexp, so
+    a run split in two and continued from its last state gives the same bits.
     """
     for j in range(steps):
         ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
         rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
         if space == LOG:
-            for i in range(n):
-                h[i], h_low[i] = vlogaddexp_compensated(ra[i] + h[i], rb[i], h_low[i])
+            if compensate:
+                for i in range(n):
+                    h[i], h_low[i] = vlogaddexp_compensated(ra[i] + h[i], rb[i], h_low[i])
+            else:
+                for i in range(n):
+                    h[i] = vlogaddexp(ra[i] + h[i], rb[i])
         else:
             for i in range(n):
                 h[i] = ra[i] * h[i] + rb[i]
@@ -54,7 +60,7 @@ def forward_steps(space, a, a_off, a_ts, b, b_off, b_ts, out, out_off, out_ts, h
 
 
 @njit(**_OPTS)
-def forward_total(space, a, a_off, a_ts, b, b_off, b_ts, total_a, total_b, total_b_low, n, steps):
+def forward_total(space, compensate, a, a_off, a_ts, b, b_off, b_ts, total_a, total_b, total_b_low, n, steps):
     """Compose ``steps`` rows into one step: (total_a, total_b) <- (total_a, total_b) then row j.
 
     Starting from the identity, the result maps a state entering the run to
@@ -65,9 +71,14 @@ def forward_total(space, a, a_off, a_ts, b, b_off, b_ts, total_a, total_b, total
         ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
         rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
         if space == LOG:
-            for i in range(n):
-                total_b[i], total_b_low[i] = vlogaddexp_compensated(ra[i] + total_b[i], rb[i], total_b_low[i])
-                total_a[i] += ra[i]
+            if compensate:
+                for i in range(n):
+                    total_b[i], total_b_low[i] = vlogaddexp_compensated(ra[i] + total_b[i], rb[i], total_b_low[i])
+                    total_a[i] += ra[i]
+            else:
+                for i in range(n):
+                    total_b[i] = vlogaddexp(ra[i] + total_b[i], rb[i])
+                    total_a[i] += ra[i]
         else:
             for i in range(n):
                 total_b[i] = ra[i] * total_b[i] + rb[i]
