@@ -114,9 +114,11 @@ def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_o
         if space == LOG:
             rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
             rh = h[h_off + j * h_ts: h_off + j * h_ts + n]
+            # log h_{t-1} - log h_t first: the two are close where the past dominates, so the
+            # difference is exact and w keeps full precision however large |log h| is.
             # h_t = 0 passes no gradient back (and -inf - -inf must not leak a nan)
             for i in range(n):
-                w = vexp(ra[i] + rhp[i] - rh[i])
+                w = vexp(ra[i] + (rhp[i] - rh[i]))
                 w_row[i] = zero if rh[i] == neg_inf else w
             for i in range(n):
                 v = vexp(rb[i] - rh[i])
@@ -162,7 +164,7 @@ def backward_total(space, g, g_off, g_ts, a, a_off, a_ts, h, h_off, h_ts, h_prev
             rh = h[h_off + j * h_ts: h_off + j * h_ts + n]
             rhp = h_prev[hp_off + j * hp_ts: hp_off + j * hp_ts + n]
             for i in range(n):
-                w = vexp(ra[i] + rhp[i] - rh[i])
+                w = vexp(ra[i] + (rhp[i] - rh[i]))
                 w_row[i] = zero if rh[i] == neg_inf else w
             for i in range(n):
                 carry[i] = (rg[i] + carry[i]) * w_row[i]

@@ -148,16 +148,17 @@ def forward_kernel(space, method, a, b, out, h0, geo, has_h0, outer, T, inner, W
         gather(b, offsets[1], geo[1, TIME], 0, B, W, n, T)
         _tree_scan(space, method, A, B, saved_A, saved_B, T, P, W, n, identity_a, identity_b)
         # -------------------------------------------------------- apply to the initial state
-        if has_h0:
-            state = np.empty(W, dtype)
-            load_state(h0, geo, 3, True, identity_b, lane_o, lane_i, n, state)
-            for t in range(T):
-                A_row, B_row = A[t * W: t * W + n], B[t * W: t * W + n]
-                for lane in range(n):
-                    if space == LOG:
-                        B_row[lane] = vlogaddexp(A_row[lane] + state[lane], B_row[lane])
-                    else:
-                        B_row[lane] = A_row[lane] * state[lane] + B_row[lane]
+        # also without h0 (the empty state): a NaN in log_a[0] must poison h_0 as in the
+        # sequential loop (NaN + -inf), while a finite prefix meets -inf and adds nothing
+        state = np.empty(W, dtype)
+        load_state(h0, geo, 3, has_h0, identity_b, lane_o, lane_i, n, state)
+        for t in range(T):
+            A_row, B_row = A[t * W: t * W + n], B[t * W: t * W + n]
+            for lane in range(n):
+                if space == LOG:
+                    B_row[lane] = vlogaddexp(A_row[lane] + state[lane], B_row[lane])
+                else:
+                    B_row[lane] = A_row[lane] * state[lane] + B_row[lane]
         scatter(B, out, offsets[2], geo[2, TIME], 0, W, n, T)
 
 
@@ -190,7 +191,7 @@ def backward_kernel(space, method, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo,
             saved_B[W:T * W] = A[:(T - 1) * W]
             for k in range(T * W):  # flat over whole rows: non-negative indices vectorize
                 log_h = A[k]
-                w = vexp(weight[k] + saved_B[k] - log_h)
+                w = vexp(weight[k] + (saved_B[k] - log_h))  # difference first: exact when close
                 v = vexp(other[k] - log_h)
                 weight[k] = zero if log_h == neg_inf else w
                 other[k] = zero if log_h == neg_inf else v
