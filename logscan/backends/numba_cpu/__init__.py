@@ -1,0 +1,287 @@
+"""Numba CPU backend: the fast CPU path, SIMD across channels and threads across channels or time.
+
+Methods
+-------
+``sequential``
+    One pass over time per group of channels ("lanes": a whole row of the
+    inner axis, or 64 gathered channels), the lanes advanced together in
+    SIMD registers; groups run in parallel threads. Every step is the plain
+    rounded recurrence, so a sequence split in two and continued from its
+    last state gives the very same bits (DESIGN: chunking is exact). The
+    price, in float32 log space: rounding accumulates, ~1e-5 relative at
+    T = 65 536 when nothing decays (``log_a = 0``, logcumsumexp).
+``chunked``
+    The fast hybrid and the ``auto`` choice. The same streaming kernel, with
+    the log-space state compensated (its rounding error carried along,
+    ``_vmath.logaddexp_compensated32``: 5e-8 instead of 1.1e-5 at
+    T = 65 536) and, where that pays, time split into chunks so that few
+    channels still use every core: chunk totals, a short sequential carry
+    pass between chunks, then a re-scan of every chunk from its carry
+    (``_chunked``). Splitting a sequence and continuing from the last state
+    agrees to a few ulp, not bit for bit (the carried error is not part of
+    the state a caller sees).
+``hillis_steele``, ``blelloch``
+    The textbook tree scans over whole-sequence tiles of lanes (``_tree``),
+    for measurement and reference; never faster here.
+
+All four compute the same recurrence in the dtype of the inputs (float32 or
+float64) with vectorized polynomial ``exp``/``log1p`` (``_vmath``: no SVML
+in pip's llvmlite, so libm calls would keep the loops scalar), handle
+``-inf`` exactly, pass NaN through, and are deterministic for a given
+machine (the chunk count depends on the shape and ``NUMBA_NUM_THREADS``).
+``out`` may be the same view as ``log_b``/``b`` for every method.
+
+How ``method="auto"`` chooses
+-----------------------------
+Always ``chunked``; how many chunks of time it uses is the shape rule.
+Channels form groups of lanes: whole rows of inner (up to 1024 adjacent
+channels, read in place) when ``inner >= 16``, else 64 gathered channels.
+
+- One chunk (one pass over memory, the speed of ``sequential``) whenever
+  the groups give every thread work ((8, 2048, 512): 8 groups of 512
+  lanes), and on machines with fewer than 4 threads.
+- Several chunks (at least 256 steps each, about 4 units per thread) when
+  fewer groups than threads remain and there are at least 4 threads. The
+  chunk totals redo the scan's math (only the output writes are saved), so
+  ``p`` threads gain at most about ``p/2``. On the 2-core machine splitting
+  did not win where it could have helped: (1, 65536, 64) is one 64-lane
+  group; forward on one thread 3.18 ms vs 8 chunks on 2 threads 3.22 ms in
+  the round-robin benchmark, backward 4.9 ms vs 16.0 ms timed alone
+  (float32).
+- The tree methods are never chosen: they make ``log2 T`` passes over a
+  whole-sequence tile that does not stay in cache, and lost at every shape
+  measured (``tools/bench_numba_cpu.py`` prints them side by side).
+
+Performance
+-----------
+``PYTHONPATH=. python tools/bench_numba_cpu.py --repeat 10`` on the 2-core
+AVX-512 machine (float32, axis=1, shared with other users; ratios from one
+run, round-robin timing):
+
+===============  =========  ======  =======  ======  ======  =======  ======
+shape (B, T, D)  method     fwd ms  x loop   % copy  bwd ms  x loop   % copy
+===============  =========  ======  =======  ======  ======  =======  ======
+(8, 2048, 512)   chunked    3.64    49       73%     11.6    19       46%
+(8, 2048, 512)   sequential 3.23    55       82%     11.5    19       46%
+(1, 65536, 64)   chunked    3.06    55       45%     12.0    39       23%
+(1, 65536, 64)   sequential 2.62    64       52%     12.0    38       23%
+===============  =========  ======  =======  ======  ======  =======  ======
+
+The compensated state of ``chunked`` (the ``auto`` choice) costs 13-17 %
+of the forward against the plain ``sequential``; backward kernels are the
+same.
+``x loop``: speed-up over the NumPy loop over T (backward: over its
+forward plus reverse loops); ``% copy``: bytes moved per second (3 arrays
+forward, 6 backward) relative to ``np.copyto`` on one array. The backward
+moves 6 arrays plus the write-allocate reads of its 2 outputs and is bound
+by memory traffic; (1, 65536, 64) is one lane group and runs on one core.
+
+Examples
+--------
+>>> import numpy as np, logscan
+>>> log_a = np.log(np.full((1, 4, 1), 0.5, np.float32))
+>>> log_b = np.zeros((1, 4, 1), np.float32)
+>>> np.exp(logscan.scan(log_a, log_b, axis=1, backend="numba")).ravel().round(4).tolist()
+[1.0, 1.5, 1.75, 1.875]
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from logscan.backends._host import as_array  # noqa: F401  (backend interface)
+from logscan.backends.numba_cpu import _chunked, _tree
+from logscan.backends.numba_cpu._geometry import describe, element_aligned
+from logscan.backends.numba_cpu._steps import LINEAR, LOG
+
+methods = ("sequential", "hillis_steele", "blelloch", "chunked")
+
+# Channels advanced together. One step of logaddexp is a chain of ~40
+# dependent operations; only with several vectors in flight does the core run
+# at its throughput (measured, float32, in cache: 16 lanes 2.1 ns/element,
+# 32 lanes 1.1, 64 lanes 0.76, 128+ lanes 0.63). Lanes read in place (rows
+# mode) are whole rows of inner (up to 1024 lanes, 4 KiB of float32): a group
+# reading part of each row streams badly from memory (256 of 512 lanes:
+# 2.4 ns/element out of cache, whole rows 1.1), and splitting the 64-lane
+# rows of (1, 65536, 64) over 2 threads as 2 x 32 lanes was 2-3x slower than
+# one thread on whole rows (16.0 vs 6.2 ms forward). Gathered lanes (flat
+# mode) cost a tile each.
+LANES_ROWS = 1024
+LANES_FLAT = 64
+LANES = LANES_FLAT  # tree methods: whole-sequence tiles of this many lanes
+ROWS_MIN_INNER = 16  # from this many inner channels on, groups stay within one row of inner
+MIN_CHUNK = 256      # shorter chunks spend more on totals and carries than they win
+MIN_THREADS_TO_CHUNK = 4  # below this, splitting time did not pay (see "How method='auto' chooses")
+
+
+def _threads():
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def _lanes(outer, inner):
+    """Lanes per group: whole rows of inner when it is wide enough, else 64 gathered channels."""
+    return LANES_ROWS if inner >= ROWS_MIN_INNER else LANES_FLAT
+
+
+def _groups(outer, inner):
+    lanes = _lanes(outer, inner)
+    if inner >= ROWS_MIN_INNER:
+        return outer * -(-inner // lanes)
+    return -(-(outer * inner) // lanes)
+
+
+def _n_chunks(outer, T, inner):
+    """Chunks of time for ``chunked``: only when channel groups leave threads idle and there are enough threads.
+
+    Then enough units for every thread a few times over, none shorter than MIN_CHUNK.
+    """
+    groups, threads = _groups(outer, inner), _threads()
+    if groups >= threads or threads < MIN_THREADS_TO_CHUNK:
+        return 1
+    return int(max(1, min(-(-4 * threads // groups), T // MIN_CHUNK)))
+
+
+def choose_method(op, dtype, outer, T, inner):
+    # "chunked" is the compensated, time-splitting hybrid; where splitting
+    # does not pay it runs as one chunk, as fast as "sequential" (same
+    # kernel) and more accurate in log space. See the module docstring.
+    return "chunked"
+
+
+def workspace_size(op, dtype, outer, T, inner, method):
+    itemsize = np.dtype(dtype).itemsize
+    if method == "chunked":
+        return 2 * _n_chunks(outer, T, inner) * outer * inner * itemsize
+    if method in ("hillis_steele", "blelloch"):
+        return _tree.workspace_elements(op, outer, T, inner, method, LANES) * itemsize
+    return 0
+
+
+_DUMMY = {}
+
+
+def _workspace_view(workspace, dtype, n_chunks, channels):
+    if n_chunks <= 1 or workspace is None:
+        key = np.dtype(dtype)
+        if key not in _DUMMY:
+            _DUMMY[key] = np.zeros((2, 1, 1), key)
+        return _DUMMY[key]
+    return workspace.view(dtype)[: 2 * n_chunks * channels].reshape(2, n_chunks, channels)
+
+
+def _layout(outer, inner, arrays):
+    """(rows_mode, direct): lanes within one row, and lanes adjacent in every buffer."""
+    rows_mode = inner >= ROWS_MIN_INNER
+    direct = rows_mode and all(x.strides[2] == x.dtype.itemsize for x in arrays)
+    return rows_mode, direct
+
+
+def _staged(arrays, outputs):
+    """Copies for the (rare) views whose strides are not whole elements; kernels need element strides."""
+    staged = [np.ascontiguousarray(x) if not element_aligned(x) else x for x in arrays]
+    staged_out = [np.empty(x.shape, x.dtype) if not element_aligned(x) else x for x in outputs]
+    return staged, staged_out
+
+
+def _copy_back(outputs, staged_out):
+    for x, y in zip(outputs, staged_out):
+        if x is not None and x is not y:
+            x[...] = y
+
+
+SMALL_WORK = 1 << 16  # elements below which waking a second thread costs more than it saves
+
+
+class _ThreadsFor:
+    """Run a kernel on no more threads than it has work units.
+
+    A parallel region ends only when every thread of the pool has checked
+    in; on a busy machine a thread with nothing to do can still be waiting
+    for a time slice, which cost milliseconds per call in our measurements
+    ((64, 4096, 1): one 64-lane group, 0.7 ms on one thread, 4.0 ms when
+    the region also woke a second, idle thread).
+    """
+
+    def __init__(self, units, elements):
+        self.wanted = 1 if elements < SMALL_WORK else max(1, min(units, numba.get_num_threads()))
+
+    def __enter__(self):
+        self.before = numba.get_num_threads()
+        numba.set_num_threads(min(self.wanted, self.before))
+
+    def __exit__(self, *exc):
+        numba.set_num_threads(self.before)
+
+
+def _identity(space, dtype):
+    """(identity of the totals' first part, empty state) in ``dtype``."""
+    if space == LOG:
+        return dtype.type(0), dtype.type(-np.inf)
+    return dtype.type(1), dtype.type(0)
+
+
+def _forward(space, a, b, h0, out, method, workspace):
+    outer, T, inner = out.shape
+    if outer * T * inner == 0:
+        return
+    dtype = out.dtype
+    (a, b, h0), (out_k,) = _staged([a, b, h0], [out])
+    identity_a, identity_b = _identity(space, dtype)
+    if method in ("hillis_steele", "blelloch"):
+        with _ThreadsFor(-(-(outer * inner) // LANES), outer * T * inner):
+            _tree.forward(space, method, a, b, h0, out_k, workspace, LANES, ROWS_MIN_INNER, identity_a, identity_b)
+    else:
+        rows_mode, direct = _layout(outer, inner, (a, b, out_k))
+        n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
+        (a_m, b_m, out_m, h0_m), geo = describe([a, b, out_k, h0], dtype)
+        ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
+        with _ThreadsFor(_groups(outer, inner) * n_chunks, outer * T * inner):
+            _chunked.forward(space, method == "chunked", a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T,
+                             inner, _lanes(outer, inner), rows_mode, direct, n_chunks, ws, identity_a, identity_b)
+    _copy_back([out], [out_k])
+
+
+def _backward(space, g, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace):
+    outer, T, inner = g.shape
+    if outer * inner == 0:
+        return
+    if T == 0:
+        if grad_h0 is not None:
+            grad_h0[...] = 0
+        return
+    dtype = g.dtype
+    (g, a, b, h, h0), (ga_k, gb_k, gh0_k) = _staged([g, a, b, h, h0], [grad_a, grad_b, grad_h0])
+    _, identity_b = _identity(space, dtype)
+    zero, neg_inf = dtype.type(0), dtype.type(-np.inf)
+    if method in ("hillis_steele", "blelloch"):
+        with _ThreadsFor(-(-(outer * inner) // LANES), outer * T * inner):
+            _tree.backward(space, method, g, a, b, h, h0, ga_k, gb_k, gh0_k, workspace, LANES, ROWS_MIN_INNER,
+                           identity_b)
+    else:
+        rows_mode, direct = _layout(outer, inner, (g, a, b, h, ga_k, gb_k))
+        n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
+        memories, geo = describe([g, a, b, h, ga_k, gb_k, h0, gh0_k], dtype)
+        ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
+        with _ThreadsFor(_groups(outer, inner) * n_chunks, outer * T * inner):
+            _chunked.backward(space, *memories, geo, h0 is not None, outer, T, inner, _lanes(outer, inner),
+                              rows_mode, direct, n_chunks, ws, identity_b, zero, neg_inf)
+    _copy_back([grad_a, grad_b, grad_h0], [ga_k, gb_k, gh0_k])
+
+
+def log_scan(log_a, log_b, log_h0, out, method, workspace):
+    _forward(LOG, log_a, log_b, log_h0, out, method, workspace)
+
+
+def linear_scan(a, b, h0, out, method, workspace):
+    _forward(LINEAR, a, b, h0, out, method, workspace)
+
+
+def log_scan_backward(grad_log_h, log_a, log_b, log_h, log_h0, grad_log_a, grad_log_b, grad_log_h0,
+                      method, workspace):
+    _backward(LOG, grad_log_h, log_a, log_b, log_h, log_h0, grad_log_a, grad_log_b, grad_log_h0,
+              method, workspace)
+
+
+def linear_scan_backward(grad_h, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace):
+    _backward(LINEAR, grad_h, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace)

@@ -1,0 +1,281 @@
+"""The streaming kernels: ``sequential`` and ``chunked`` (forward and fused backward).
+
+Summary of algorithm
+--------------------
+``sequential`` is ``chunked`` with one chunk. Time ``[0, T)`` is cut into
+``n_chunks`` chunks of ``L`` steps; channels into groups of ``W`` lanes
+(see ``_lanes``). A work unit is one (group, chunk): its lanes advance
+together through the chunk's time steps, vectorized over the lanes
+(``_steps``), so the heavy math runs in SIMD registers and each element is
+read and written once per pass. Work units run in parallel (``prange``).
+
+Forward (state flows left to right):
+
+1. *chunk totals*: every chunk but the last composes its steps into one
+   affine step ``(A, B)`` (log space ``h -> logaddexp(A + h, B)``), writing
+   no output.
+2. *carry between chunks*: per channel, a sequential pass over the
+   ``n_chunks`` totals turns them into the state entering each chunk
+   (``h0`` enters chunk 0). This is the only part that is not parallel and
+   it touches ``n_chunks`` values per channel.
+3. *re-scan*: every chunk scans again from its entering state and writes
+   the output. Reading the inputs twice costs less than a fix-up pass
+   (which would read the output back and need the prefix sums of ``A``).
+
+Backward (the carry ``w_{t+1} u_{t+1}`` flows right to left) has the same
+three phases mirrored: chunk totals ``carry -> P carry + Q`` for every chunk
+but the first, the carries from right to left, and the fused reverse pass
+per chunk writing both gradients (and ``grad_h0`` from chunk 0).
+
+With one chunk, phases 1 and 2 vanish: a single pass over the data, the
+parallelism coming from the channel groups only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from logscan.backends.numba_cpu._lanes import (TIME, gather, group_count, group_lanes, lane_offsets,
+                                               load_state, scatter, store_state)
+from logscan.backends.numba_cpu._steps import LOG, backward_steps, backward_total, forward_steps, forward_total
+from logscan.backends.numba_cpu._vmath import FASTMATH, vlogaddexp
+
+_OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
+TILE_ELEMENTS = 1024  # lanes * time steps per gathered tile: a few KiB, stays in L1
+
+# forward geometry rows
+_A, _B, _OUT, _H0 = 0, 1, 2, 3
+# backward geometry rows
+_G, _BA, _BB, _BH, _GA, _GB, _BH0, _GH0 = 0, 1, 2, 3, 4, 5, 6, 7
+
+
+@njit(**_OPTS)
+def _chunk_bounds(T, n_chunks):
+    length = (T + n_chunks - 1) // n_chunks
+    return length, (T + length - 1) // length
+
+
+@njit(parallel=True, cache=True, **_OPTS)
+def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, direct, n_chunks,
+            workspace, identity_a, identity_b):
+    """Forward scan of every channel; see the module docstring. ``workspace``: (2, n_chunks, outer*inner).
+
+    ``compensate`` keeps the rounding error of the log-space state (``_steps.forward_steps``).
+    """
+    length, n_chunks = _chunk_bounds(T, n_chunks)
+    n_groups = group_count(outer, inner, W, rows_mode)
+    tile_steps = max(1, TILE_ELEMENTS // W)
+    dtype = out.dtype
+
+    # ---------------------------------------------------------------- chunk totals
+    if n_chunks > 1:
+        for unit in prange(n_groups * (n_chunks - 1)):
+            group, chunk = unit // (n_chunks - 1), unit % (n_chunks - 1)
+            lane_o = np.empty(W, np.int64)
+            lane_i = np.empty(W, np.int64)
+            n = group_lanes(group, outer, inner, W, rows_mode, lane_o, lane_i)
+            off_a = np.empty(W, np.int64)
+            off_b = np.empty(W, np.int64)
+            lane_offsets(geo, _A, lane_o, lane_i, n, off_a)
+            lane_offsets(geo, _B, lane_o, lane_i, n, off_b)
+            total_a = np.full(W, identity_a, dtype)
+            total_b = np.full(W, identity_b, dtype)
+            total_b_low = np.zeros(W, dtype)
+            t0 = chunk * length
+            t1 = min(T, t0 + length)
+            sa, sb = geo[_A, TIME], geo[_B, TIME]
+            if direct:
+                forward_total(space, compensate, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
+                              total_a, total_b, total_b_low, n, t1 - t0)
+            else:
+                tile_a = np.empty(W * tile_steps, dtype)
+                tile_b = np.empty(W * tile_steps, dtype)
+                for tt in range(t0, t1, tile_steps):
+                    m = min(tile_steps, t1 - tt)
+                    gather(a, off_a, sa, tt, tile_a, W, n, m)
+                    gather(b, off_b, sb, tt, tile_b, W, n, m)
+                    forward_total(space, compensate, tile_a, 0, W, tile_b, 0, W, total_a, total_b, total_b_low, n, m)
+            for lane in range(n):
+                c = lane_o[lane] * inner + lane_i[lane]
+                workspace[0, chunk, c] = total_a[lane]
+                workspace[1, chunk, c] = total_b[lane]
+
+        # ------------------------------------------------------- carry between chunks
+        # afterwards workspace[0, k, c] is the state entering chunk k + 1
+        state = np.empty(1, dtype)
+        for c in range(outer * inner):
+            lane_o1 = np.full(1, c // inner, np.int64)
+            lane_i1 = np.full(1, c % inner, np.int64)
+            load_state(h0, geo, _H0, has_h0, identity_b, lane_o1, lane_i1, 1, state)
+            carry = state[0]
+            for k in range(n_chunks - 1):
+                if space == LOG:
+                    carry = vlogaddexp(workspace[0, k, c] + carry, workspace[1, k, c])
+                else:
+                    carry = workspace[0, k, c] * carry + workspace[1, k, c]
+                workspace[0, k, c] = carry
+
+    # ---------------------------------------------------------------- re-scan with carries
+    for unit in prange(n_groups * n_chunks):
+        group, chunk = unit // n_chunks, unit % n_chunks
+        lane_o = np.empty(W, np.int64)
+        lane_i = np.empty(W, np.int64)
+        n = group_lanes(group, outer, inner, W, rows_mode, lane_o, lane_i)
+        off_a = np.empty(W, np.int64)
+        off_b = np.empty(W, np.int64)
+        off_out = np.empty(W, np.int64)
+        lane_offsets(geo, _A, lane_o, lane_i, n, off_a)
+        lane_offsets(geo, _B, lane_o, lane_i, n, off_b)
+        lane_offsets(geo, _OUT, lane_o, lane_i, n, off_out)
+        h = np.empty(W, dtype)
+        h_low = np.zeros(W, dtype)
+        if chunk == 0:
+            load_state(h0, geo, _H0, has_h0, identity_b, lane_o, lane_i, n, h)
+        else:
+            for lane in range(n):
+                h[lane] = workspace[0, chunk - 1, lane_o[lane] * inner + lane_i[lane]]
+        t0 = chunk * length
+        t1 = min(T, t0 + length)
+        sa, sb, so = geo[_A, TIME], geo[_B, TIME], geo[_OUT, TIME]
+        if direct:
+            forward_steps(space, compensate, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
+                          out, off_out[0] + t0 * so, so, h, h_low, n, t1 - t0)
+        else:
+            tile_a = np.empty(W * tile_steps, dtype)
+            tile_b = np.empty(W * tile_steps, dtype)
+            tile_out = np.empty(W * tile_steps, dtype)
+            for tt in range(t0, t1, tile_steps):
+                m = min(tile_steps, t1 - tt)
+                gather(a, off_a, sa, tt, tile_a, W, n, m)
+                gather(b, off_b, sb, tt, tile_b, W, n, m)
+                forward_steps(space, compensate, tile_a, 0, W, tile_b, 0, W, tile_out, 0, W, h, h_low, n, m)
+                scatter(tile_out, out, off_out, so, tt, W, n, m)
+
+
+@njit(**_OPTS)
+def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lane_offs, h_first, carry, n,
+                  tile_steps, tiles, total_only, product, zero, neg_inf):
+    """Reverse pass over ``[t0, t1)`` for one lane group (rows t1-1 down to t0).
+
+    ``h_first`` holds the state before step 0 (used when ``t0 == 0``);
+    ``total_only`` composes the run into ``carry -> product carry + carry0``
+    instead of writing gradients.
+    """
+    scratch = np.empty((2, W), g.dtype)
+    off_g, off_a, off_b, off_h, off_ga, off_gb = (lane_offs[0], lane_offs[1], lane_offs[2], lane_offs[3],
+                                                  lane_offs[4], lane_offs[5])
+    sg, sa, sb, sh = geo[_G, TIME], geo[_BA, TIME], geo[_BB, TIME], geo[_BH, TIME]
+    sga, sgb = geo[_GA, TIME], geo[_GB, TIME]
+    if direct:
+        # rows with a previous row in memory, then step 0 with the initial state
+        lo = max(t0, 1)
+        if t1 > lo:
+            if total_only:
+                backward_total(space, g, off_g[0] + lo * sg, sg, a, off_a[0] + lo * sa, sa,
+                               h, off_h[0] + lo * sh, sh, h, off_h[0] + (lo - 1) * sh, sh,
+                               product, carry, scratch, n, t1 - lo, zero, neg_inf)
+            else:
+                backward_steps(space, g, off_g[0] + lo * sg, sg, a, off_a[0] + lo * sa, sa,
+                               b, off_b[0] + lo * sb, sb, h, off_h[0] + lo * sh, sh,
+                               h, off_h[0] + (lo - 1) * sh, sh, grad_a, off_ga[0] + lo * sga, sga,
+                               grad_b, off_gb[0] + lo * sgb, sgb, carry, scratch, n, t1 - lo, zero, neg_inf)
+        if t0 == 0:
+            if total_only:
+                backward_total(space, g, off_g[0], sg, a, off_a[0], sa, h, off_h[0], sh, h_first, 0, 0,
+                               product, carry, scratch, n, 1, zero, neg_inf)
+            else:
+                backward_steps(space, g, off_g[0], sg, a, off_a[0], sa, b, off_b[0], sb, h, off_h[0], sh,
+                               h_first, 0, 0, grad_a, off_ga[0], sga, grad_b, off_gb[0], sgb,
+                               carry, scratch, n, 1, zero, neg_inf)
+        return
+    tile_g, tile_a, tile_b, tile_h, tile_hp, tile_ga, tile_gb = (tiles[0], tiles[1], tiles[2], tiles[3],
+                                                                 tiles[4], tiles[5], tiles[6])
+    n_tiles = (t1 - t0 + tile_steps - 1) // tile_steps
+    for back in range(n_tiles):
+        tt = t0 + (n_tiles - 1 - back) * tile_steps
+        m = min(tile_steps, t1 - tt)
+        gather(g, off_g, sg, tt, tile_g, W, n, m)
+        gather(a, off_a, sa, tt, tile_a, W, n, m)
+        if space == LOG:
+            gather(h, off_h, sh, tt, tile_h, W, n, m)
+            if not total_only:
+                gather(b, off_b, sb, tt, tile_b, W, n, m)
+        # previous states: rows tt-1 .. tt+m-2, the initial state standing in for row -1
+        if tt >= 1:
+            gather(h, off_h, sh, tt - 1, tile_hp, W, n, m)
+        else:
+            for lane in range(n):
+                tile_hp[lane] = h_first[lane]
+            gather(h, off_h, sh, 0, tile_hp[W:], W, n, m - 1)
+        if total_only:
+            backward_total(space, tile_g, 0, W, tile_a, 0, W, tile_h, 0, W, tile_hp, 0, W,
+                           product, carry, scratch, n, m, zero, neg_inf)
+        else:
+            backward_steps(space, tile_g, 0, W, tile_a, 0, W, tile_b, 0, W, tile_h, 0, W, tile_hp, 0, W,
+                           tile_ga, 0, W, tile_gb, 0, W, carry, scratch, n, m, zero, neg_inf)
+            scatter(tile_ga, grad_a, off_ga, sga, tt, W, n, m)
+            scatter(tile_gb, grad_b, off_gb, sgb, tt, W, n, m)
+
+
+@njit(parallel=True, cache=True, **_OPTS)
+def backward(space, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo, has_h0, outer, T, inner, W, rows_mode,
+             direct, n_chunks, workspace, identity_b, zero, neg_inf):
+    """Fused reverse pass of every channel; see the module docstring. ``workspace``: (2, n_chunks, outer*inner)."""
+    length, n_chunks = _chunk_bounds(T, n_chunks)
+    n_groups = group_count(outer, inner, W, rows_mode)
+    tile_steps = max(1, TILE_ELEMENTS // W)
+    dtype = g.dtype
+
+    # ---------------------------------------------------------------- chunk totals (chunks 1 ..)
+    if n_chunks > 1:
+        for unit in prange(n_groups * (n_chunks - 1)):
+            group, chunk = unit // (n_chunks - 1), 1 + unit % (n_chunks - 1)
+            lane_o = np.empty(W, np.int64)
+            lane_i = np.empty(W, np.int64)
+            n = group_lanes(group, outer, inner, W, rows_mode, lane_o, lane_i)
+            lane_offs = np.empty((6, W), np.int64)
+            for stream in range(6):
+                lane_offsets(geo, stream, lane_o, lane_i, n, lane_offs[stream])
+            product = np.ones(W, dtype)
+            carry = np.full(W, zero, dtype)
+            tiles = np.empty((1, 1), dtype) if direct else np.empty((7, W * tile_steps), dtype)
+            t0 = chunk * length
+            _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, min(T, t0 + length),
+                          lane_offs, carry, carry, n, tile_steps, tiles, True, product, zero, neg_inf)
+            for lane in range(n):
+                c = lane_o[lane] * inner + lane_i[lane]
+                workspace[0, chunk, c] = product[lane]
+                workspace[1, chunk, c] = carry[lane]
+
+        # ------------------------------------------------------- carry between chunks (right to left)
+        # afterwards workspace[0, k, c] is the carry entering chunk k - 1 from the right
+        for c in range(outer * inner):
+            carry_in = zero
+            for k in range(n_chunks - 1, 0, -1):
+                carry_in = workspace[0, k, c] * carry_in + workspace[1, k, c]
+                workspace[0, k, c] = carry_in
+
+    # ---------------------------------------------------------------- fused reverse pass per chunk
+    for unit in prange(n_groups * n_chunks):
+        group, chunk = unit // n_chunks, unit % n_chunks
+        lane_o = np.empty(W, np.int64)
+        lane_i = np.empty(W, np.int64)
+        n = group_lanes(group, outer, inner, W, rows_mode, lane_o, lane_i)
+        lane_offs = np.empty((6, W), np.int64)
+        for stream in range(6):
+            lane_offsets(geo, stream, lane_o, lane_i, n, lane_offs[stream])
+        carry = np.full(W, zero, dtype)
+        if chunk < n_chunks - 1:
+            for lane in range(n):
+                carry[lane] = workspace[0, chunk + 1, lane_o[lane] * inner + lane_i[lane]]
+        h_first = np.empty(W, dtype)
+        if chunk == 0:
+            load_state(h0, geo, _BH0, has_h0, identity_b, lane_o, lane_i, n, h_first)
+        tiles = np.empty((1, 1), dtype) if direct else np.empty((7, W * tile_steps), dtype)
+        t0 = chunk * length
+        _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, min(T, t0 + length),
+                      lane_offs, h_first, carry, n, tile_steps, tiles, False, carry, zero, neg_inf)
+        if chunk == 0 and has_h0:
+            # the carry leaving step 0 is w_0 u_0 (log) or a_0 d_0 (linear): the gradient of h0
+            store_state(carry, grad_h0, geo, _GH0, lane_o, lane_i, n)

@@ -1,0 +1,55 @@
+"""Host side: turn strided NumPy views into (flat memory, geometry) pairs for the kernels.
+
+Kernels take every buffer as a 1-D array over the memory it spans plus the
+element offset of its first element and its strides in elements. This keeps
+the number of compiled specializations at one per dtype (a 1-D C-contiguous
+array type), whatever the layout: reversed time (negative stride),
+broadcast (stride 0) and transposed views all look the same to numba.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from logscan.backends._host import as_array
+
+
+def flat_memory(x):
+    """(1-D writable view over the memory ``x`` spans, offset of ``x``'s first element, element strides).
+
+    ``x`` must be non-empty and its byte strides multiples of its itemsize.
+    """
+    itemsize = x.dtype.itemsize
+    strides = tuple(s // itemsize for s in x.strides)
+    low = sum(min(0, (n - 1) * s) for n, s in zip(x.shape, strides))
+    high = sum(max(0, (n - 1) * s) for n, s in zip(x.shape, strides))
+    start = x.__array_interface__["data"][0] + low * itemsize
+    memory = as_array(start, (high - low + 1,), (1,), x.dtype, True)
+    return memory, -low, strides
+
+
+def element_aligned(x):
+    """True when every byte stride of ``x`` is a whole number of elements."""
+    return x is None or all(s % x.dtype.itemsize == 0 for s in x.strides)
+
+
+def describe(arrays, dtype):
+    """Flat memories and the ``(len(arrays), 4)`` geometry table of ``arrays``.
+
+    Each entry is a 3-D ``(outer, T, inner)`` array, a 2-D ``(outer, inner)``
+    state array, or None (an absent state: a one-element dummy stands in).
+    Geometry rows are ``(offset, outer stride, time stride, inner stride)``.
+    """
+    memories, geo = [], np.zeros((len(arrays), 4), np.int64)
+    for row, x in enumerate(arrays):
+        if x is None:
+            memories.append(np.zeros(1, dtype))
+            continue
+        memory, offset, strides = flat_memory(x)
+        memories.append(memory)
+        geo[row, 0] = offset
+        if x.ndim == 3:
+            geo[row, 1:] = strides
+        else:
+            geo[row, 1], geo[row, 3] = strides
+    return memories, geo

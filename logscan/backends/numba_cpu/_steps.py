@@ -1,0 +1,175 @@
+"""Inner loops: a run of time steps for a block of channel lanes, vectorized over the lanes.
+
+Summary of algorithm
+--------------------
+Every kernel of this backend comes down to "advance ``n`` independent
+channels through ``steps`` time steps". The channels of one block sit at
+consecutive addresses (``row[i]``, ``i < n``): either straight in the
+caller's memory (inner axis contiguous) or in a small tile the driver has
+gathered them into. A stream is described by ``(memory, offset, time
+stride)``: row ``j`` of the run is ``memory[offset + j*stride : ... + n]``.
+The loop over lanes is the innermost loop and holds only vectorizable
+arithmetic (see ``_vmath``), so LLVM turns it into AVX-512/AVX2 code; the
+loop over time carries the recurrence.
+
+Results are first written to the state array and then copied to the output
+row, so that an output that is the very same memory as ``log_b`` (in-place
+use) does not stop the vectorizer (its runtime overlap check would fail and
+fall back to scalar code).
+
+``space`` is ``LOG`` (``h = logaddexp(log_a + h, log_b)``) or ``LINEAR``
+(``h = a h + b``).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from logscan.backends.numba_cpu._vmath import FASTMATH, vexp, vlogaddexp, vlogaddexp_compensated
+
+LOG = 0
+LINEAR = 1
+_OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
+
+
+@njit(**_OPTS)
+def forward_steps(space, compensate, a, a_off, a_ts, b, b_off, b_ts, out, out_off, out_ts, h, h_low, n, steps):
+    """h <- step(h) for ``steps`` rows, each new state copied to the output row.
+
+    With ``compensate`` (log space), ``h_low`` carries the rounding error of
+    the state (see ``_vmath.logaddexp_compensated32``); it enters as 0 at the
+    start of a run. Without it, every step is the plain rounded logaddexp, so
+    a run split in two and continued from its last state gives the same bits.
+    """
+    for j in range(steps):
+        ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
+        rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
+        if space == LOG:
+            if compensate:
+                for i in range(n):
+                    h[i], h_low[i] = vlogaddexp_compensated(ra[i] + h[i], rb[i], h_low[i])
+            else:
+                for i in range(n):
+                    h[i] = vlogaddexp(ra[i] + h[i], rb[i])
+        else:
+            for i in range(n):
+                h[i] = ra[i] * h[i] + rb[i]
+        ro = out[out_off + j * out_ts: out_off + j * out_ts + n]
+        for i in range(n):
+            ro[i] = h[i]
+
+
+@njit(**_OPTS)
+def forward_total(space, compensate, a, a_off, a_ts, b, b_off, b_ts, total_a, total_b, total_b_low, n, steps):
+    """Compose ``steps`` rows into one step: (total_a, total_b) <- (total_a, total_b) then row j.
+
+    Starting from the identity, the result maps a state entering the run to
+    the state leaving it: log space ``h -> logaddexp(total_a + h, total_b)``,
+    linear ``h -> total_a h + total_b``.
+    """
+    for j in range(steps):
+        ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
+        rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
+        if space == LOG:
+            if compensate:
+                for i in range(n):
+                    total_b[i], total_b_low[i] = vlogaddexp_compensated(ra[i] + total_b[i], rb[i], total_b_low[i])
+                    total_a[i] += ra[i]
+            else:
+                for i in range(n):
+                    total_b[i] = vlogaddexp(ra[i] + total_b[i], rb[i])
+                    total_a[i] += ra[i]
+        else:
+            for i in range(n):
+                total_b[i] = ra[i] * total_b[i] + rb[i]
+                total_a[i] *= ra[i]
+
+
+@njit(**_OPTS)
+def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_off, h_ts,
+                   h_prev, hp_off, hp_ts, grad_a, ga_off, ga_ts, grad_b, gb_off, gb_ts, carry, scratch, n, steps,
+                   zero, neg_inf):
+    """Rows ``steps-1`` down to 0 of the fused reverse pass; ``carry`` enters as w_{t+1} u_{t+1}.
+
+    Log space: ``u = g + carry``, ``w = exp(log_a + log_h_prev - log_h)``,
+    ``v = exp(log_b - log_h)`` (both 0 where ``log_h = -inf``), then
+    ``grad_log_a = u w``, ``grad_log_b = u v`` and the new carry is ``u w``.
+    Linear: ``d = g + carry``, ``grad_a = d h_prev``, ``grad_b = d``, carry ``a d``.
+    ``scratch`` is a (2, >= n) array; ``zero`` and ``neg_inf`` are scalars of
+    the array dtype (keeps float32 in float32).
+
+    The work of a row is split into loops that each touch few arrays: LLVM
+    vectorizes a loop only if it can check at run time that the arrays it
+    writes do not overlap the others, and gives up beyond 8 such checks.
+    """
+    w_row = scratch[0]
+    v_row = scratch[1]
+    for jj in range(steps):
+        j = steps - 1 - jj
+        rg = g[g_off + j * g_ts: g_off + j * g_ts + n]
+        ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
+        rhp = h_prev[hp_off + j * hp_ts: hp_off + j * hp_ts + n]
+        rga = grad_a[ga_off + j * ga_ts: ga_off + j * ga_ts + n]
+        rgb = grad_b[gb_off + j * gb_ts: gb_off + j * gb_ts + n]
+        if space == LOG:
+            rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
+            rh = h[h_off + j * h_ts: h_off + j * h_ts + n]
+            # log h_{t-1} - log h_t first: the two are close where the past dominates, so the
+            # difference is exact and w keeps full precision however large |log h| is.
+            # h_t = 0 passes no gradient back (and -inf - -inf must not leak a nan)
+            for i in range(n):
+                w = vexp(ra[i] + (rhp[i] - rh[i]))
+                w_row[i] = zero if rh[i] == neg_inf else w
+            for i in range(n):
+                v = vexp(rb[i] - rh[i])
+                v_row[i] = zero if rh[i] == neg_inf else v
+            # the carry into row j is grad_log_a of row j + 1 (u w): read it back from that
+            # row (still in L1) instead of keeping a separate carry array in step
+            prev = carry if jj == 0 else grad_a[ga_off + (j + 1) * ga_ts: ga_off + (j + 1) * ga_ts + n]
+            for i in range(n):
+                u = rg[i] + prev[i]
+                rga[i] = u * w_row[i]
+                v_row[i] = u * v_row[i]
+            for i in range(n):
+                rgb[i] = v_row[i]
+        else:
+            for i in range(n):
+                d = rg[i] + carry[i]
+                carry[i] = ra[i] * d
+                v_row[i] = d
+            for i in range(n):
+                rga[i] = v_row[i] * rhp[i]
+                rgb[i] = v_row[i]
+    if space == LOG and steps > 0:
+        last = grad_a[ga_off: ga_off + n]  # row 0: what leaves the run
+        for i in range(n):
+            carry[i] = last[i]
+
+
+@njit(**_OPTS)
+def backward_total(space, g, g_off, g_ts, a, a_off, a_ts, h, h_off, h_ts, h_prev, hp_off, hp_ts,
+                   product, carry, scratch, n, steps, zero, neg_inf):
+    """Compose rows ``steps-1`` .. 0 of the reverse pass into ``carry -> product carry + carry0``.
+
+    Starting from ``product = 1``, ``carry = 0``: afterwards ``product`` is
+    the product of the weights (``w`` in log space, ``a`` in linear space)
+    and ``carry`` what leaves the run when nothing enters it.
+    """
+    w_row = scratch[0]
+    for jj in range(steps):
+        j = steps - 1 - jj
+        rg = g[g_off + j * g_ts: g_off + j * g_ts + n]
+        ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
+        if space == LOG:
+            rh = h[h_off + j * h_ts: h_off + j * h_ts + n]
+            rhp = h_prev[hp_off + j * hp_ts: hp_off + j * hp_ts + n]
+            for i in range(n):
+                w = vexp(ra[i] + (rhp[i] - rh[i]))
+                w_row[i] = zero if rh[i] == neg_inf else w
+            for i in range(n):
+                carry[i] = (rg[i] + carry[i]) * w_row[i]
+                product[i] *= w_row[i]
+        else:
+            for i in range(n):
+                carry[i] = (rg[i] + carry[i]) * ra[i]
+                product[i] *= ra[i]

@@ -1,0 +1,336 @@
+"""Numba CPU backend specifics: the vectorized math, every method x op against the reference, layouts.
+
+The generic contract suite covers every backend; this file covers what is
+particular to ``logscan.backends.numba_cpu``: the polynomial exp/log1p/
+softplus, the lane-group layouts (rows read in place, gathered tiles),
+chunk boundaries, compensated accumulation at long T, and ``import logscan``
+not importing numba.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+numba_cpu = pytest.importorskip("logscan.backends.numba_cpu")
+
+import logscan  # noqa: E402
+from logscan import reference  # noqa: E402
+from logscan.backends.numba_cpu import _vmath  # noqa: E402
+
+METHODS = ("sequential", "chunked", "hillis_steele", "blelloch")
+DTYPES = (np.float32, np.float64)
+# (outer, inner): flat gathered lanes (inner 1 and 5), rows read in place (inner 40)
+CHANNELS = ((3, 1), (2, 5), (1, 40))
+LENGTHS = (0, 1, 2, 3, 31, 32, 33, 1000, 1025)
+
+
+def ulps(got, want, dtype):
+    """|got - want| in units of the spacing of ``want`` rounded to ``dtype``."""
+    want = np.asarray(want, np.float64)
+    spacing = np.spacing(np.abs(want).astype(dtype)).astype(np.float64)
+    return np.abs(np.asarray(got, np.float64) - want) / spacing
+
+
+def tolerance(dtype, T):
+    """Error bound in units of eps, growing with log2 T (relative to 1 + |reference|)."""
+    return 16 * np.finfo(dtype).eps * (4 + np.log2(T + 1))
+
+
+def close(got, want, dtype, T, scale=None, factor=1):
+    """Within ``factor * tolerance``; gradients take factor 4: their input log_h carries the forward's rounding."""
+    want = np.asarray(want, np.float64)
+    got = np.asarray(got, np.float64)
+    same_special = (got == want) | (np.isnan(got) & np.isnan(want))
+    scale = 1 + np.abs(want) if scale is None else scale
+    with np.errstate(invalid="ignore"):
+        err = np.where(same_special, 0.0, np.abs(got - want) / scale)
+    worst = float(np.max(err, initial=0.0))
+    return worst <= factor * tolerance(dtype, T), worst
+
+
+# ----------------------------------------------------------------------------- vectorized math
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_exp_within_2_ulp_over_whole_range(dtype):
+    lo, hi = (-87.3, 88.7) if dtype == np.float32 else (-708.0, 709.7)
+    x = np.linspace(lo, hi, 2_000_003).astype(dtype)
+    x = np.concatenate([x, np.linspace(-0.35, 0.35, 1_000_001).astype(dtype)])  # the reduced range, densely
+    out = np.empty_like(x)
+    _vmath.exp_array(x, out)
+    assert ulps(out, np.exp(x.astype(np.longdouble)), dtype).max() <= 2
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_log1p_within_2_ulp(dtype):
+    tiny = np.finfo(dtype).tiny
+    x = np.concatenate([np.linspace(-0.999, 3.0, 2_000_003), np.geomspace(tiny, 1e30, 200_001),
+                        -np.geomspace(tiny, 0.999, 200_001)]).astype(dtype)
+    out = np.empty_like(x)
+    _vmath.log1p_array(x, out)
+    assert ulps(out, np.log1p(x.astype(np.longdouble)), dtype).max() <= 2
+
+
+def test_softplus32_within_2_ulp():
+    d = -np.concatenate([np.linspace(0, 87, 2_000_003), np.geomspace(1e-30, 87, 200_001)]).astype(np.float32)
+    out = np.empty_like(d)
+    _vmath.softplus_nonpositive32_array(d, out)
+    want = np.log1p(np.exp(d.astype(np.longdouble)))
+    assert ulps(out, want, np.float32).max() <= 2.1
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_special_values(dtype):
+    inf, nan = np.inf, np.nan
+    x = np.array([0, -0.0, -inf, inf, nan, -1e4, 1e4], dtype)
+    out = np.empty_like(x)
+    _vmath.exp_array(x, out)
+    np.testing.assert_array_equal(out, np.array([1, 1, 0, inf, nan, 0, inf], dtype))
+    x = np.array([0, -1, -2, inf, nan, -inf, np.finfo(dtype).smallest_subnormal], dtype)
+    _vmath.log1p_array(x, out)
+    np.testing.assert_array_equal(out, np.array([0, -inf, nan, inf, nan, nan, np.finfo(dtype).smallest_subnormal],
+                                                dtype))
+    x = np.array([-inf, -inf, inf, nan, 1, -inf, 3, 0, -inf], dtype)
+    y = np.array([-inf, 2, inf, 1, nan, inf, 3, -40, 0], dtype)
+    out = np.empty_like(x)
+    _vmath.logaddexp_array(x, y, out)
+    with np.errstate(invalid="ignore"):
+        want = np.logaddexp(x.astype(np.float64), y.astype(np.float64))
+    assert ulps(out[np.isfinite(want)], want[np.isfinite(want)], dtype).max() <= 2
+    np.testing.assert_array_equal(out[~np.isfinite(want)], want[~np.isfinite(want)].astype(dtype))
+    assert out[-1] == 0 and out[1] == 2  # -inf adds exactly nothing
+
+
+def test_logaddexp_dense_pairs_float32():
+    rng = np.random.default_rng(0)
+    x = rng.normal(scale=30, size=1_000_000).astype(np.float32)
+    y = (x + rng.normal(scale=3, size=x.size)).astype(np.float32)
+    out = np.empty_like(x)
+    _vmath.logaddexp_array(x, y, out)
+    want = np.logaddexp(x.astype(np.float64), y.astype(np.float64))
+    assert (np.abs(out - want) / (1 + np.abs(want))).max() < 2 * np.finfo(np.float32).eps
+
+
+def test_kernel_loops_are_vectorized():
+    """The hot loop must compile to SIMD: 8- or 16-wide float vectors in the LLVM IR."""
+    from logscan.backends.numba_cpu import _steps
+
+    a = np.zeros(64, np.float32)
+    h = np.zeros(16, np.float32)
+    _steps.forward_steps(0, True, a, 0, 16, a, 0, 16, a, 0, 16, h, h.copy(), 16, 2)
+    ir = next(iter(_steps.forward_steps.inspect_llvm().values()))
+    assert "<16 x float>" in ir or "<8 x float>" in ir
+
+
+# ----------------------------------------------------------------------------- every method x op
+def make_log_inputs(rng, shape, dtype, with_neg_inf):
+    log_a = -np.logaddexp(0, -rng.normal(size=shape))  # log sigmoid: decays in (0, 1)
+    log_b = rng.normal(size=shape)
+    if with_neg_inf and shape[1] > 4:
+        log_b[:, : shape[1] // 3] = -np.inf       # an all -inf prefix: -inf out, no NaN
+        log_a[:, shape[1] // 2] = -np.inf          # a reset
+        log_b[:, shape[1] // 2 + 1: shape[1] // 2 + 3] = -np.inf
+    return log_a.astype(dtype), log_b.astype(dtype)
+
+
+def ids(value):
+    if isinstance(value, tuple):
+        return f"B{value[0]}-D{value[1]}"
+    return str(value)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("channels", CHANNELS, ids=ids)
+@pytest.mark.parametrize("method", METHODS)
+def test_log_scan_and_backward_match_reference(method, channels, dtype):
+    rng = np.random.default_rng(1)
+    outer, inner = channels
+    for T in LENGTHS:
+        for reverse, with_h0, with_neg_inf in ((False, False, True), (True, True, False), (False, True, True)):
+            shape = (outer, T, inner)
+            log_a, log_b = make_log_inputs(rng, shape, dtype, with_neg_inf)
+            log_h0 = rng.normal(size=(outer, inner)).astype(dtype) if with_h0 else None
+            label = (method, T, reverse, with_h0, with_neg_inf)
+            got = logscan.scan(log_a, log_b, axis=1, log_h0=log_h0, reverse=reverse, method=method, backend="numba")
+            want = reference.scan(log_a, log_b, axis=1, log_h0=log_h0, reverse=reverse)
+            assert got.dtype == dtype
+            assert not np.isnan(got).any(), label
+            ok, err = close(got, want, dtype, T)
+            assert ok, (label, err)
+
+            grad = rng.normal(size=shape).astype(dtype)
+            got_grads = logscan.scan_backward(grad, log_a, log_b, got, axis=1, log_h0=log_h0, reverse=reverse,
+                                              method=method, backend="numba")
+            want_grads = reference.scan_backward(grad, log_a, log_b, want, axis=1, log_h0=log_h0, reverse=reverse)
+            for name, g, w in zip(("grad_log_a", "grad_log_b", "grad_log_h0"), got_grads, want_grads):
+                if w is None:
+                    assert g is None
+                    continue
+                assert not np.isnan(g).any(), (label, name)
+                scale = 1 + np.max(np.abs(w), initial=0.0)
+                ok, err = close(g, w, dtype, T, scale=scale, factor=4)
+                assert ok, (label, name, err)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("channels", CHANNELS, ids=ids)
+@pytest.mark.parametrize("method", METHODS)
+def test_linear_scan_and_backward_match_reference(method, channels, dtype):
+    rng = np.random.default_rng(2)
+    outer, inner = channels
+    for T in LENGTHS:
+        for reverse, with_h0 in ((False, False), (True, True)):
+            shape = (outer, T, inner)
+            a = rng.uniform(-1, 1, size=shape).astype(dtype)
+            b = rng.normal(size=shape).astype(dtype)
+            h0 = rng.normal(size=(outer, inner)).astype(dtype) if with_h0 else None
+            got = logscan.linear_scan(a, b, axis=1, h0=h0, reverse=reverse, method=method, backend="numba")
+            want = reference.linear_scan(a, b, axis=1, h0=h0, reverse=reverse)
+            ok, err = close(got, want, dtype, T)
+            assert ok, (method, T, reverse, err)
+            grad = rng.normal(size=shape).astype(dtype)
+            got_grads = logscan.linear_scan_backward(grad, a, b, got, axis=1, h0=h0, reverse=reverse,
+                                                     method=method, backend="numba")
+            want_grads = reference.linear_scan_backward(grad, a, b, want, axis=1, h0=h0, reverse=reverse)
+            for g, w in zip(got_grads, want_grads):
+                if w is not None:
+                    ok, err = close(g, w, dtype, T, scale=1 + np.max(np.abs(w), initial=0.0), factor=4)
+                    assert ok, (method, T, reverse, err)
+
+
+# ----------------------------------------------------------------------------- layouts
+@pytest.mark.parametrize("method", METHODS)
+def test_strided_transposed_and_broadcast_views(method):
+    rng = np.random.default_rng(3)
+    base_a = -np.logaddexp(0, -rng.normal(size=(6, 70, 48))).astype(np.float32)
+    base_b = rng.normal(size=(6, 70, 48)).astype(np.float32)
+    cases = {
+        "every-other-inner": (base_a[:, :, ::2], base_b[:, :, ::2], 1),
+        "time-last-contiguous": (base_a[:, 0, :].T.copy(), base_b[:, 0, :].T.copy(), -1),  # inner == 1
+        "time-last-strided": (base_a[::2, 0, :], base_b[::2, 0, :], 1),
+        "negative-strides": (base_a[::-1, ::-1, ::-3], base_b[::-1, ::-1, ::-3], 1),
+        "broadcast-a": (np.broadcast_to(base_a[:1, :, :1], (6, 70, 48)), base_b, 1),
+    }
+    for name, (log_a, log_b, axis) in cases.items():
+        got = logscan.scan(log_a, log_b, axis=axis, method=method, backend="numba")
+        want = reference.scan(log_a, log_b, axis=axis)
+        ok, err = close(got, want, np.float32, log_a.shape[axis])
+        assert ok, (name, err)
+        grad = np.ones_like(got)
+        got_grads = logscan.scan_backward(grad, log_a, log_b, got, axis=axis, method=method, backend="numba")
+        want_grads = reference.scan_backward(grad, log_a, log_b, want, axis=axis)
+        for g, w in zip(got_grads[:2], want_grads[:2]):
+            ok, err = close(g, w, np.float32, log_a.shape[axis], scale=1 + np.abs(w).max(), factor=4)
+            assert ok, (name, err)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_in_place_out_is_log_b(method):
+    rng = np.random.default_rng(4)
+    for shape in ((2, 300, 40), (5, 300, 1)):
+        log_a = -np.logaddexp(0, -rng.normal(size=shape))
+        log_b = rng.normal(size=shape)
+        want = reference.scan(log_a, log_b, axis=1)
+        buffer = log_b.copy()
+        got = logscan.scan(log_a, buffer, axis=1, method=method, backend="numba", out=buffer)
+        assert got is buffer or np.shares_memory(got, buffer)
+        np.testing.assert_allclose(buffer, want, rtol=1e-12, atol=1e-12)
+
+
+def test_nan_propagates_forward_and_backward():
+    log_a = np.full((1, 20, 3), -0.1)
+    log_b = np.zeros((1, 20, 3))
+    log_b[0, 7, 1] = np.nan
+    for method in METHODS:
+        got = logscan.scan(log_a, log_b, axis=1, method=method, backend="numba")
+        assert np.isnan(got[0, 7:, 1]).all() and not np.isnan(got[0, :7, 1]).any(), method
+        assert not np.isnan(got[0, :, [0, 2]]).any(), method
+
+
+def test_all_neg_inf_gives_neg_inf_and_zero_gradients():
+    log_a = np.zeros((2, 40, 3), np.float32)
+    log_b = np.full((2, 40, 3), -np.inf, np.float32)
+    for method in METHODS:
+        got = logscan.scan(log_a, log_b, axis=1, method=method, backend="numba")
+        assert np.all(got == -np.inf), method
+        grads = logscan.scan_backward(np.ones_like(got), log_a, log_b, got, axis=1, method=method, backend="numba")
+        for g in grads[:2]:
+            assert np.all(g == 0), method
+
+
+# ----------------------------------------------------------------------------- chunks, accuracy, determinism
+def test_chunked_uses_several_chunks_and_equals_sequential(monkeypatch):
+    # on this 2-core machine chunked runs as one chunk: force the time split to test it
+    monkeypatch.setattr(numba_cpu, "MIN_THREADS_TO_CHUNK", 1)
+    assert numba_cpu._n_chunks(1, 4096, 1) > 1  # one group of one channel: chunks over time
+    rng = np.random.default_rng(5)
+    log_a = -np.logaddexp(0, -rng.normal(size=(1, 4096, 1)))
+    log_b = rng.normal(size=(1, 4096, 1))
+    chunked = logscan.scan(log_a, log_b, axis=1, method="chunked", backend="numba")
+    sequential = logscan.scan(log_a, log_b, axis=1, method="sequential", backend="numba")
+    np.testing.assert_allclose(chunked, sequential, rtol=1e-13, atol=1e-13)
+    grad = rng.normal(size=log_a.shape)
+    for g_c, g_s in zip(logscan.scan_backward(grad, log_a, log_b, chunked, axis=1, method="chunked", backend="numba"),
+                        logscan.scan_backward(grad, log_a, log_b, chunked, axis=1, method="sequential",
+                                              backend="numba")):
+        if g_c is not None:
+            np.testing.assert_allclose(g_c, g_s, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ("chunked",))
+def test_float32_logcumsumexp_at_65536_within_1e_5(method):
+    """log_a = 0 (no decay) is the worst case for accumulated rounding; compensation keeps it at ulps.
+
+    (``sequential`` keeps bit-exact splitting instead and reaches ~1e-5 here.)
+    """
+    rng = np.random.default_rng(6)
+    log_b = rng.normal(size=(1, 65536, 4))
+    log_a = np.zeros_like(log_b)
+    want = reference.scan(log_a, log_b, axis=1)
+    got = logscan.scan(log_a.astype(np.float32), log_b.astype(np.float32), axis=1, method=method, backend="numba")
+    assert (np.abs(got - want) / (1 + np.abs(want))).max() < 1e-6
+
+
+def test_deterministic_bits():
+    rng = np.random.default_rng(7)
+    log_a = -np.logaddexp(0, -rng.normal(size=(1, 5000, 8))).astype(np.float32)
+    log_b = rng.normal(size=(1, 5000, 8)).astype(np.float32)
+    for method in ("sequential", "chunked"):
+        first = logscan.scan(log_a, log_b, axis=1, method=method, backend="numba")
+        second = logscan.scan(log_a, log_b, axis=1, method=method, backend="numba")
+        assert first.tobytes() == second.tobytes()
+
+
+def test_sequential_splits_bit_exactly_chunked_compensates():
+    """sequential: scan([x1, x2]) == scan(x1) then scan(x2) from its last state, bit for bit.
+
+    chunked carries the rounding error of the state, so it is not bit-exact
+    under splitting but stays accurate where sequential drifts (log_a = 0).
+    """
+    rng = np.random.default_rng(8)
+    log_a = np.zeros((1, 65536, 2), np.float32)
+    log_b = rng.normal(size=log_a.shape).astype(np.float32)
+    whole = logscan.scan(log_a, log_b, axis=1, method="sequential", backend="numba")
+    first = logscan.scan(log_a[:, :1000], log_b[:, :1000], axis=1, method="sequential", backend="numba")
+    second = logscan.scan(log_a[:, 1000:], log_b[:, 1000:], axis=1, log_h0=first[:, -1], method="sequential",
+                          backend="numba")
+    assert np.concatenate([first, second], axis=1).tobytes() == whole.tobytes()
+    want = reference.scan(log_a, log_b, axis=1)
+    compensated = logscan.scan(log_a, log_b, axis=1, method="chunked", backend="numba")
+    err = lambda got: (np.abs(got - want) / (1 + np.abs(want))).max()  # noqa: E731
+    assert err(compensated) < 1e-6 and err(compensated) < err(whole)
+
+
+def test_auto_method_and_workspace():
+    assert numba_cpu.choose_method("log_scan", np.float32, 8, 2048, 512) == "chunked"
+    for method in METHODS:
+        for op in ("log_scan", "log_scan_backward"):
+            assert numba_cpu.workspace_size(op, np.float32, 2, 100, 3, method) >= 0
+    assert numba_cpu.workspace_size("log_scan", np.float32, 2, 100, 3, "sequential") == 0
+
+
+def test_import_logscan_does_not_import_numba():
+    code = "import sys, logscan; assert 'numba' not in sys.modules, 'numba imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
