@@ -22,9 +22,12 @@ Runners (a missing package skips its runners with a line saying so):
   size, the practical ceiling), a device-to-device copy of it (the physical
   ceiling) and the torch two-pass on CUDA when torch has CUDA.
 
-Times are the best of several calls after a warm-up call (which compiles
-jax and numba code): on a shared machine the fastest call is the one least
-disturbed by other processes; the median is kept in ``peers.json``. GPU
+For each shape every runner is prepared and called once (the warm-up, which
+compiles jax and numba code and gives the result checked for accuracy), then
+the runners are timed in interleaved rounds, so that a slow spell of the
+machine hits them all alike. The time reported is the best call: on a shared
+machine the fastest call is the one least disturbed by other processes (the
+median is kept in ``peers.json``). GPU
 runners synchronize after each call. Throughput is
 elements per second, and GB/s counts ``3 * N * itemsize`` bytes (two inputs
 read, one output written).
@@ -327,40 +330,50 @@ def self_check(runners):
 
 
 # ------------------------------------------------------------------ measuring
-def measure(run, min_time, min_calls, max_calls):
-    """(result of the warm-up call, median seconds, best seconds) of the calls of ``run``."""
-    result = run()
+def timed_calls(run, budget, max_calls):
+    """Seconds of each of at least one call of ``run``, calling again while ``budget`` seconds are not spent."""
     times = []
-    while len(times) < min_calls or (sum(times) < min_time and len(times) < max_calls):
+    while not times or (sum(times) < budget and len(times) < max_calls):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return result, statistics.median(times), min(times)
+    return times
 
 
-def run_case(runners, shape, dtype, args, group, skip=()):
+def run_case(runners, shape, dtype, args, group):
+    """Rows for one shape: every runner prepared and warmed up, then timed in interleaved rounds.
+
+    Each round times every runner in turn (in a rotated order) for ``min_time / rounds`` seconds:
+    a slow spell of the machine then hits every runner alike, and the best call of each is kept.
+    """
     log_a, log_b = log_gates(shape, dtype)
     ref = reference.scan(log_a, log_b, axis=AXIS)
     n = int(np.prod(shape))
-    rows = []
+    ready = []
     for runner in runners:
-        if runner.name in skip:
-            continue
         try:
             run = runner.prepare(log_a, log_b)
-            result, median, best = measure(run, args.min_time, args.min_calls, args.max_calls)
+            result = run()  # warm-up: compiles jax and numba code; its result is the one checked
             err, bad = max_error(runner.to_numpy(result), ref) if runner.to_numpy else (None, None)
         except Exception as exc:  # one broken runner must not lose the others' numbers
             say(f"# {runner.name} failed on {shape}: {type(exc).__name__}: {exc}")
             continue
-        finally:
-            run = result = None
+        ready.append((runner, run, err, bad, []))
+        del result
+    for k in range(args.rounds if ready else 0):
+        shift = k % len(ready)
+        for _runner, run, _, _, times in ready[shift:] + ready[:shift]:
+            times += timed_calls(run, args.min_time / args.rounds, args.max_calls)
+    rows = []
+    for runner, _, err, bad, times in ready:
+        best, median = min(times), statistics.median(times)
         rows.append(dict(group=group, shape=list(shape), B=shape[0], T=shape[1], D=shape[2],
                          channels=shape[0] * shape[2], dtype=np.dtype(dtype).name, name=runner.name, kind=runner.kind,
-                         device=runner.device, seconds=best, median_seconds=median, elements_per_s=n / best,
-                         gb_per_s=3 * n * np.dtype(dtype).itemsize / best / 1e9, max_abs_error=err, nonfinite=bad))
+                         device=runner.device, seconds=best, median_seconds=median, calls=len(times),
+                         elements_per_s=n / best, gb_per_s=3 * n * np.dtype(dtype).itemsize / best / 1e9,
+                         max_abs_error=err, nonfinite=bad))
         say(f"  {shape} {runner.name:<30s} best {best * 1e3:10.3f} ms  median {median * 1e3:10.3f} ms  "
-            f"error {fmt_err(err, bad)}")
+            f"({len(times)} calls)  error {fmt_err(err, bad)}")
     return rows
 
 
@@ -386,15 +399,16 @@ def table(rows):
 
 
 def versions():
-    found = {"python": platform.python_version(), "numpy": np.__version__, "logscan": logscan.__version__}
+    found = {"python": platform.python_version(), "numpy": np.__version__, "logscan": logscan.__version__,
+             "logscan_from": str(Path(logscan.__file__).parent)}
     for name in ("numba", "torch", "jax", "jaxlib", "cupy"):
         if have(name):
             try:
                 found[name] = __import__(name).__version__
             except Exception as exc:  # a broken install still gets a line
                 found[name] = f"unimportable ({type(exc).__name__})"
-    try:
-        found["logscan_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+    try:  # the commit of the checkout logscan was imported from (none for an installed or copied package)
+        found["logscan_commit"] = subprocess.run(["git", "-C", found["logscan_from"], "rev-parse", "--short", "HEAD"],
                                                  capture_output=True, text=True, check=True).stdout.strip()
     except Exception:
         pass
@@ -471,7 +485,8 @@ def main(argv=None):
     mode = "quick" if args.quick else "full"
     args.methods = args.methods or ("auto" if args.quick else "all")
     args.min_time = args.min_time if args.min_time is not None else (0.2 if args.quick else 0.5)
-    args.min_calls, args.max_calls = (2, 10) if args.quick else (3, 30)
+    args.rounds = 3 if args.quick else 5
+    args.max_calls = 50
     dtype = np.dtype(args.dtype)
     if dtype == np.float64 and have("jax"):
         jax = optional("jax")
