@@ -1,0 +1,1 @@
+"""asv benchmark suites for logscan (see asv.conf.json and docs/performance)."""
