@@ -164,7 +164,7 @@ def test_log_scan_and_backward_match_reference(method, channels, dtype):
             got_grads = logscan.scan_backward(grad, log_a, log_b, got, axis=1, log_h0=log_h0, reverse=reverse,
                                               method=method, backend="numba")
             want_grads = reference.scan_backward(grad, log_a, log_b, want, axis=1, log_h0=log_h0, reverse=reverse)
-            for name, g, w in zip(("grad_log_a", "grad_log_b", "grad_log_h0"), got_grads, want_grads):
+            for name, g, w in zip(("grad_log_a", "grad_log_b", "grad_log_h0"), got_grads, want_grads, strict=False):
                 if w is None:
                     assert g is None
                     continue
@@ -194,7 +194,7 @@ def test_linear_scan_and_backward_match_reference(method, channels, dtype):
             got_grads = logscan.linear_scan_backward(grad, a, b, got, axis=1, h0=h0, reverse=reverse,
                                                      method=method, backend="numba")
             want_grads = reference.linear_scan_backward(grad, a, b, want, axis=1, h0=h0, reverse=reverse)
-            for g, w in zip(got_grads, want_grads):
+            for g, w in zip(got_grads, want_grads, strict=False):
                 if w is not None:
                     ok, err = close(g, w, dtype, T, scale=1 + np.max(np.abs(w), initial=0.0), factor=4)
                     assert ok, (method, T, reverse, err)
@@ -221,7 +221,7 @@ def test_strided_transposed_and_broadcast_views(method):
         grad = np.ones_like(got)
         got_grads = logscan.scan_backward(grad, log_a, log_b, got, axis=axis, method=method, backend="numba")
         want_grads = reference.scan_backward(grad, log_a, log_b, want, axis=axis)
-        for g, w in zip(got_grads[:2], want_grads[:2]):
+        for g, w in zip(got_grads[:2], want_grads[:2], strict=False):
             ok, err = close(g, w, np.float32, log_a.shape[axis], scale=1 + np.abs(w).max(), factor=4)
             assert ok, (name, err)
 
@@ -274,7 +274,7 @@ def test_chunked_uses_several_chunks_and_equals_sequential(monkeypatch):
     grad = rng.normal(size=log_a.shape)
     for g_c, g_s in zip(logscan.scan_backward(grad, log_a, log_b, chunked, axis=1, method="chunked", backend="numba"),
                         logscan.scan_backward(grad, log_a, log_b, chunked, axis=1, method="sequential",
-                                              backend="numba")):
+                                              backend="numba"), strict=False):
         if g_c is not None:
             np.testing.assert_allclose(g_c, g_s, rtol=1e-12, atol=1e-12)
 

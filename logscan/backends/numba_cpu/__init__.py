@@ -185,7 +185,7 @@ def _staged(arrays, outputs):
 
 
 def _copy_back(outputs, staged_out):
-    for x, y in zip(outputs, staged_out):
+    for x, y in zip(outputs, staged_out, strict=False):
         if x is not None and x is not y:
             x[...] = y
 

@@ -36,8 +36,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from logscan.backends.numba_cpu._lanes import (TIME, gather, group_count, group_lanes, lane_offsets,
-                                               load_state, scatter, store_state)
+from logscan.backends.numba_cpu._lanes import (
+    TIME,
+    gather,
+    group_count,
+    group_lanes,
+    lane_offsets,
+    load_state,
+    scatter,
+    store_state,
+)
 from logscan.backends.numba_cpu._steps import LOG, backward_steps, backward_total, forward_steps, forward_total
 from logscan.backends.numba_cpu._vmath import FASTMATH, vlogaddexp
 

@@ -21,8 +21,8 @@ def flat_memory(x):
     """
     itemsize = x.dtype.itemsize
     strides = tuple(s // itemsize for s in x.strides)
-    low = sum(min(0, (n - 1) * s) for n, s in zip(x.shape, strides))
-    high = sum(max(0, (n - 1) * s) for n, s in zip(x.shape, strides))
+    low = sum(min(0, (n - 1) * s) for n, s in zip(x.shape, strides, strict=False))
+    high = sum(max(0, (n - 1) * s) for n, s in zip(x.shape, strides, strict=False))
     start = x.__array_interface__["data"][0] + low * itemsize
     memory = as_array(start, (high - low + 1,), (1,), x.dtype, True)
     return memory, -low, strides

@@ -91,4 +91,5 @@ def load_state(memory, geo, stream, has_state, fill, lane_o, lane_i, n, state):
 @njit(**_OPTS)
 def store_state(state, memory, geo, stream, lane_o, lane_i, n):
     for lane in range(n):
-        memory[geo[stream, OFFSET] + lane_o[lane] * geo[stream, OUTER] + lane_i[lane] * geo[stream, INNER]] = state[lane]
+        at = geo[stream, OFFSET] + lane_o[lane] * geo[stream, OUTER] + lane_i[lane] * geo[stream, INNER]
+        memory[at] = state[lane]

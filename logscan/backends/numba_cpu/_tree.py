@@ -37,9 +37,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from logscan.backends.numba_cpu._lanes import (TIME, gather, group_count, group_lanes, lane_offsets,
-                                               load_state, scatter)
 from logscan.backends.numba_cpu._geometry import describe
+from logscan.backends.numba_cpu._lanes import TIME, gather, group_count, group_lanes, lane_offsets, load_state, scatter
 from logscan.backends.numba_cpu._steps import LINEAR, LOG
 from logscan.backends.numba_cpu._vmath import FASTMATH, vexp, vlogaddexp
 
