@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 import logscan
-from logscan import registry
 from logscan.nn import _checks
 from logscan.nn._xp import array_module
 
@@ -85,28 +84,8 @@ def project_backward(params, names, x, grad_pre):
     return grads, grad_x
 
 
-_HOST_BACKEND = []
-
-
-def scan_backend(x):
-    """``"auto"``, except on the host while the backend "auto" prefers cannot be imported.
-
-    The registry lists the numba backend before its module exists on every
-    branch; until then the host scans fall back to the NumPy backend.
-    """
-    if array_module(x) is not np:
-        return "auto"
-    if not _HOST_BACKEND:
-        try:
-            registry.resolve("auto", "cpu")
-            _HOST_BACKEND.append("auto")
-        except ModuleNotFoundError:
-            _HOST_BACKEND.append("numpy")
-    return _HOST_BACKEND[0]
-
-
 def scan_forward(log_a, log_b, log_h0):
-    log_h = logscan.scan(log_a, log_b, axis=1, log_h0=log_h0, backend=scan_backend(log_a))
+    log_h = logscan.scan(log_a, log_b, axis=1, log_h0=log_h0)
     xp = array_module(log_h)
     return log_h, xp.exp(log_h)
 
@@ -141,4 +120,4 @@ def scan_backward(taken, grad_h):
     grad_log_h = grad_h.astype(h.dtype, copy=False) * h
     del h
     return logscan.scan_backward(grad_log_h, taken["log_a"], taken.pop("log_b"), taken.pop("log_h"), axis=1,
-                                 log_h0=taken["log_h0"], backend=scan_backend(grad_log_h))
+                                 log_h0=taken["log_h0"])
