@@ -195,11 +195,17 @@ def test_float32_backward_keeps_precision_when_log_h_is_large(backend, method, s
     _compare("log_scan", got, ref, scale, np.float32, T)
 
 
-@pytest.mark.xfail(strict=False, reason="known limit of the per-element-weight backward (DESIGN section 3) in float32: "
-                                        "with w ~ 1 over T steps, the float32 rounding of each w_t adds up to "
-                                        "~T eps in u_t, not log2(T) eps; see the tests report")
-def test_float32_backward_over_a_long_memory(backend, method):
+# The NumPy backend rounds every weight w_t to float32 before the reverse scan, so with w ~ 1 over T
+# steps its error grows like T eps, not log2(T) eps. The numba backend's fused pass meets the
+# tolerance on this case; every new backend is held to it.
+KNOWN_LONG_MEMORY_BACKWARD_LIMITS = {"numpy"}
+
+
+def test_float32_backward_over_a_long_memory(backend, method, request):
     """w_t = 1 for 1000 steps (a state that never decays, log h ~ -1000): gradients summed over the whole past."""
+    if backend in KNOWN_LONG_MEMORY_BACKWARD_LIMITS:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="float32 weights rounded one by one (see "
+                                                                 "KNOWN_LONG_MEMORY_BACKWARD_LIMITS)"))
     T = 1000
     log_a = np.full((1, T), -1.26, np.float32)
     log_b = np.full((1, T), -np.inf, np.float32)
