@@ -1,5 +1,6 @@
 """Side-by-side: logscan.nn minGRU / minLSTM layer forward+backward against the same layer in PyTorch autograd
-with the two-pass ``cumsum`` / ``logcumsumexp`` scan of popular ports, in one process.
+with the two-pass ``cumsum`` / ``logcumsumexp`` scan of popular ports, in one process; for minGRU also
+``torch.nn.GRU`` (cuDNN-style fused GRU, sequential over T) of the same widths.
 
 Reports the best wall time of forward+backward over interleaved rounds and the peak memory above the
 inputs (the resident-set high-water mark, reset before each run through
@@ -21,7 +22,6 @@ def parse():
     parser.add_argument("--cells", nargs="+", default=["mingru", "minlstm"])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="BLAS / torch threads for both sides")
-    parser.add_argument("--backend", default=None, help="logscan scan backend to force (default: what nn picks)")
     return parser.parse_args()
 
 
@@ -45,8 +45,8 @@ except OSError:
 
 import numpy as np  # noqa: E402
 
+import logscan  # noqa: E402
 import logscan.nn as nn  # noqa: E402
-from logscan.nn import _minrnn  # noqa: E402
 
 
 def _rss_kib(field):
@@ -122,13 +122,30 @@ def theirs(cell, params, x, grad_h):
     return run
 
 
+def torch_gru(d_in, d_hidden, x, grad_h):
+    """``torch.nn.GRU`` (one layer, batch first, same widths) forward+backward: the classic RNN the paper compares."""
+    import torch  # noqa: PLC0415  (optional peer)
+
+    torch.set_num_threads(ARGS.threads)
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(d_in, d_hidden, batch_first=True)
+    xt = torch.tensor(x, requires_grad=True)
+    gt = torch.tensor(grad_h)
+
+    def run():
+        gru.zero_grad(set_to_none=True)
+        xt.grad = None
+        out, _ = gru(xt)
+        out.backward(gt)
+    return run
+
+
 def main():
     B, T, d_in, d_hidden = ARGS.shape
     rng = np.random.default_rng(0)
-    if ARGS.backend:
-        _minrnn._HOST_BACKEND[:] = [ARGS.backend]
     print(f"shape (B, T, d_in, d_hidden) = {tuple(ARGS.shape)}, float32, {ARGS.threads} thread(s), "
-          f"scan backend {_minrnn.scan_backend(np.zeros(1))}, numpy {np.__version__}", end="")
+          f"logscan backends {logscan.available_backends()} (nn scans with backend='auto'), "
+          f"numpy {np.__version__}", end="")
     try:
         import torch  # noqa: PLC0415
         print(f", torch {torch.__version__}")
@@ -143,6 +160,8 @@ def main():
         rows = [("logscan.nn", ours(cell, params, x, grad_h))]
         if torch is not None:
             rows.append(("torch autograd two-pass", theirs(cell, params, x, grad_h)))
+            if cell == "mingru":
+                rows.append(("torch.nn.GRU", torch_gru(d_in, d_hidden, x, grad_h)))
         fns = dict(rows)
         for fn in fns.values():
             fn()  # warm-up (JIT compilation, caches) outside the measurements
@@ -153,10 +172,11 @@ def main():
             results[name] = (best[name], memory[name])
             print(f"  {cell:8s} {name:26s} fwd+bwd {1e3 * results[name][0]:8.1f} ms   "
                   f"peak +{memory[name] / 2**20:7.1f} MiB")
-        if len(results) == 2:
-            (t_ours, m_ours), (t_theirs, m_theirs) = results.values()
-            print(f"  {cell:8s} speed-up x{t_theirs / t_ours:.2f}, memory ratio (torch/ours) "
-                  f"x{m_theirs / max(m_ours, 1):.2f}")
+        t_ours, m_ours = results["logscan.nn"]
+        for name, (t_theirs, m_theirs) in results.items():
+            if name != "logscan.nn":
+                print(f"  {cell:8s} vs {name:26s} speed-up x{t_theirs / t_ours:.2f}, memory ratio "
+                      f"(theirs/ours) x{m_theirs / max(m_ours, 1):.2f}")
     sys.stdout.flush()
 
 

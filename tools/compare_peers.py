@@ -18,6 +18,10 @@ Runners (a missing package skips its runners with a line saying so):
   log-space pair operator ``(A1, B1), (A2, B2) -> (A1 + A2, logaddexp(A2 + B1, B2))``;
 - ``torch two-pass``: ``a_star = cumsum(log_a); log_h = a_star + logcumsumexp(log_b - a_star)``,
   the formulation of popular minGRU ports;
+- with ``--layers``: the minGRU / minLSTM layers of :mod:`logscan.nn` (forward
+  + backward) against the same layers in PyTorch autograd with the two-pass
+  scan, and ``torch.nn.GRU`` of the same widths (``tools/bench_nn.py``, run in
+  its own process because it sets the BLAS thread count before NumPy loads);
 - on a GPU also ``cupy.cumsum`` of one input (a memory-bound scan of the same
   size, the practical ceiling), a device-to-device copy of it (the physical
   ceiling) and the torch two-pass on CUDA when torch has CUDA.
@@ -467,6 +471,17 @@ def plot(rows, group, x_key, x_label, path):
     plt.close(fig)
 
 
+def layer_rows(args):
+    """The layer comparison of ``tools/bench_nn.py`` (its own process: it fixes BLAS threads before NumPy loads)."""
+    command = [sys.executable, str(ROOT / "tools" / "bench_nn.py"), "--repeat", "3" if args.quick else "5"]
+    say("layers: " + " ".join(command[1:]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode:
+        return f"tools/bench_nn.py failed ({done.returncode}):\n{done.stderr.strip()}"
+    return done.stdout.strip()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -480,6 +495,8 @@ def main(argv=None):
     parser.add_argument("--sweep-methods", default="auto", help="logscan methods in the sweeps (default: auto)")
     parser.add_argument("--no-plots", action="store_true", help="write no PNG")
     parser.add_argument("--no-sweeps", action="store_true", help="only the fixed shapes")
+    parser.add_argument("--layers", action="store_true",
+                        help="also the layer rows (logscan.nn vs PyTorch autograd minGRU/minLSTM and torch.nn.GRU)")
     parser.add_argument("--min-time", type=float, default=None, help="seconds of timed calls per runner and shape")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
@@ -529,6 +546,8 @@ def main(argv=None):
     for shape in FIXED_SHAPES:
         text += ["", f"### (B, T, D) = {tuple(shape)}", "", table([r for r in rows if r["group"] == "fixed"
                                                                   and tuple(r["shape"]) == shape])]
+    if args.layers:
+        text += ["", "### layers: forward + backward (tools/bench_nn.py)", "", "```", layer_rows(args), "```"]
     report = "\n".join(text) + "\n"
     say("\n" + report)
     (out / "peers.md").write_text(report)
