@@ -24,7 +24,10 @@ Runners (a missing package skips its runners with a line saying so):
   its own process because it sets the BLAS thread count before NumPy loads);
 - on a GPU also ``cupy.cumsum`` of one input (a memory-bound scan of the same
   size, the practical ceiling), a device-to-device copy of it (the physical
-  ceiling) and the torch two-pass on CUDA when torch has CUDA.
+  ceiling), the torch two-pass on CUDA when torch has CUDA, and
+  accelerated-scan's warp kernel (linear space ``h = a h + b`` on ``exp`` of
+  the same inputs, in its (B, D, T) layout; its accuracy column is ``log h``)
+  when it is installed.
 
 For each shape every runner is prepared and called once (the warm-up, which
 compiles jax and numba code and gives the result checked for accuracy), then
@@ -240,6 +243,29 @@ def cupy_copy_prepare(log_a, log_b):
     return run
 
 
+def accelerated_scan_prepare(log_a, log_b):
+    """accelerated-scan's warp kernel (linear space, ``x_t = gate_t x_{t-1} + token_t``, layout (B, D, T))."""
+    torch = optional("torch")
+    warp = optional("accelerated_scan.warp")
+
+    # the same recurrence in linear space, transposed to its (B, D, T) layout outside the timing
+    gates = torch.from_numpy(np.exp(log_a)).cuda().transpose(1, 2).contiguous()
+    tokens = torch.from_numpy(np.exp(log_b)).cuda().transpose(1, 2).contiguous()
+
+    def run():
+        with torch.inference_mode():
+            out = warp.scan(gates, tokens)
+        torch.cuda.synchronize()
+        return out
+
+    return run
+
+
+def accelerated_scan_result(h):
+    """(B, D, T) linear h on the device -> (B, T, D) log h on the host, for the accuracy column."""
+    return np.log(h.transpose(1, 2).cpu().double().numpy())
+
+
 def have(module):
     try:
         return importlib.util.find_spec(module) is not None
@@ -307,6 +333,11 @@ def build_runners(args, gpu):
             if torch.cuda.is_available():
                 runners.append(Runner("torch two-pass cuda", "peer", "gpu", torch_prepare("gpu"),
                                       lambda x: x.cpu().numpy()))
+                if have("accelerated_scan"):
+                    runners.append(Runner("accelerated-scan warp (linear)", "peer", "gpu", accelerated_scan_prepare,
+                                          accelerated_scan_result))
+                else:
+                    skipped.append("accelerated-scan: not installed (pip install accelerated-scan; needs torch CUDA)")
     else:
         skipped.append("GPU runners (logscan GPU backends, cupy.cumsum, device copy): no CuPy GPU here")
     return runners, skipped
