@@ -1,4 +1,5 @@
-"""Time of the log-space scan, forward and backward, per CPU backend x method, on the fixed shapes and a T sweep."""
+"""Time of the log-space and the linear-space scan, forward and backward, per CPU backend x method,
+on the fixed shapes and a T sweep."""
 
 from __future__ import annotations
 
@@ -12,33 +13,45 @@ from .common import (
     Timing,
     backend_names,
     cpu_methods,
+    linear_inputs,
     log_gates,
     require,
     sweep_shape,
 )
 
 
-class _LogScanCase:
-    """Inputs, output and upstream gradient of one shape, with a warm-up call (numba compiles here)."""
+class _ScanCase:
+    """Inputs, output and upstream gradient of one shape, with a warm-up call (numba compiles here).
+
+    Subclasses name the operation pair (``scan``/``scan_backward`` or their linear twins) and the inputs.
+    """
+
+    scan = staticmethod(logscan.scan)
+    scan_backward = staticmethod(logscan.scan_backward)
+    inputs = staticmethod(log_gates)
 
     def prepare(self, backend, method, shape):
         require(backend, method, "cpu")
         self.kwargs = dict(axis=AXIS, method=method, backend=backend)
-        self.log_a, self.log_b = log_gates(shape)
-        self.log_h = logscan.scan(self.log_a, self.log_b, **self.kwargs)
-        self.grad_log_h = log_gates(shape, seed=1)[1]
-        logscan.scan_backward(self.grad_log_h, self.log_a, self.log_b, self.log_h, **self.kwargs)
+        self.a, self.b = self.inputs(shape)
+        self.h = self.scan(self.a, self.b, **self.kwargs)
+        self.grad = self.inputs(shape, seed=1)[1]
+        self.backward()
 
     def forward(self):
-        logscan.scan(self.log_a, self.log_b, out=self.log_h, **self.kwargs)
+        self.scan(self.a, self.b, out=self.h, **self.kwargs)
 
     def backward(self):
-        logscan.scan_backward(self.grad_log_h, self.log_a, self.log_b, self.log_h, **self.kwargs)
+        self.scan_backward(self.grad, self.a, self.b, self.h, **self.kwargs)
 
 
-class LogScan(Timing, _LogScanCase):
-    """``logscan.scan`` and ``logscan.scan_backward`` on (8, 2048, 512) and (1, 65536, 64), float32, axis 1."""
+class _LinearCase(_ScanCase):
+    scan = staticmethod(logscan.linear_scan)
+    scan_backward = staticmethod(logscan.linear_scan_backward)
+    inputs = staticmethod(linear_inputs)
 
+
+class _FixedShapes(Timing):
     params = [backend_names("cpu"), cpu_methods(), list(SHAPE_IDS)]
     param_names = ["backend", "method", "shape"]
 
@@ -52,9 +65,7 @@ class LogScan(Timing, _LogScanCase):
         self.backward()
 
 
-class LogScanSweepT(Timing, _LogScanCase):
-    """``logscan.scan`` forward and backward against T, channels fixed at ``SWEEP_CHANNELS``."""
-
+class _SweepT(Timing):
     params = [backend_names("cpu"), cpu_methods(), list(SWEEP_T)]
     param_names = ["backend", "method", "T"]
 
@@ -66,3 +77,19 @@ class LogScanSweepT(Timing, _LogScanCase):
 
     def time_backward(self, backend, method, T):
         self.backward()
+
+
+class LogScan(_FixedShapes, _ScanCase):
+    """``logscan.scan`` and ``logscan.scan_backward`` on (8, 2048, 512) and (1, 65536, 64), float32, axis 1."""
+
+
+class LogScanSweepT(_SweepT, _ScanCase):
+    """``logscan.scan`` forward and backward against T, channels fixed at ``SWEEP_CHANNELS``."""
+
+
+class LinearScan(_FixedShapes, _LinearCase):
+    """``logscan.linear_scan`` and its backward on the fixed shapes, float32, axis 1."""
+
+
+class LinearScanSweepT(_SweepT, _LinearCase):
+    """``logscan.linear_scan`` forward and backward against T, channels fixed."""
