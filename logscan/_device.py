@@ -209,8 +209,9 @@ def _as_cai(caller, name, x, handle=None):
     ``cupy.from_dlpack`` (zero-copy), ordered on stream ``handle``.
     """
     found = route(x)
-    if found.allocate == "cupy":
-        cupy = _cupy_or_error(caller, name, x, found)
+    if found.allocate != "cupy" and found.import_via != "dlpack":
+        return x, found
+    cupy = _cupy_or_error(caller, name, x, found)  # allocates this family's outputs, or imports x
     if found.import_via != "dlpack":
         return x, found
     with _cupy_stream(cupy, handle):
@@ -307,7 +308,9 @@ class _Family:
         """``obj`` (allocated here) as an array of the caller's family: zero-copy through DLPack where needed."""
         if obj is None or self._give_back is None:
             return obj
-        with _cupy_stream(importlib.import_module("cupy"), self.stream):
+        if self.stream is None:
+            return self._give_back(obj)
+        with _cupy_stream(importlib.import_module("cupy"), self.stream):  # the consumer waits for our stream
             return self._give_back(obj)
 
     def empty(self, shape, dtype):
