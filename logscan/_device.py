@@ -1,7 +1,8 @@
 """The front door for device arrays: what :mod:`logscan.api` does for host arrays, on a GPU.
 
 :mod:`logscan.api` sends a call here when an argument lives on a CUDA device
-(``__cuda_array_interface__``), or when a GPU backend is named for host
+(``__cuda_array_interface__``, or ``__dlpack__`` with a CUDA
+``__dlpack_device__``), or when a GPU backend is named for host
 arrays. This module validates with the same messages as the host path, maps
 the scan axis onto ``(outer, T, inner)`` with :mod:`logscan._layout` (a view
 wherever the strides allow), allocates outputs and the workspace in the
@@ -12,6 +13,16 @@ Array families
     CuPy arrays give CuPy arrays back, torch CUDA tensors give torch tensors,
     Numba device arrays (and any other object exposing
     ``__cuda_array_interface__``) give Numba device arrays; all zero-copy.
+    Objects that expose only ``__dlpack__`` with a CUDA ``__dlpack_device__``
+    (kDLCUDA or kDLCUDAManaged; a JAX GPU array) are viewed zero-copy through
+    ``cupy.from_dlpack`` (CuPy is required for them; numba-cuda has no public
+    ``from_dlpack``); outputs are allocated by CuPy and handed back through
+    the family's own ``from_dlpack`` (``jax.numpy.from_dlpack`` for
+    ``jax``/``jaxlib``, ``<module root>.from_dlpack`` otherwise, CuPy arrays
+    when the module has none), on the work stream. JAX arrays are immutable,
+    so ``out=`` cannot be one. :func:`route` is the pure decision (family,
+    import route, allocator, give-back); :func:`_as_cai` is the only place
+    that imports through DLPack.
     NumPy arrays given with a GPU backend (``backend="numba_cuda"``) are
     copied to the device, scanned, and copied back: NumPy in, NumPy out, and
     the call returns only once the result is on the host.
@@ -26,7 +37,8 @@ Streams
     associate memory with *their* current stream, so with a foreign
     ``stream=`` keep the inputs alive until that stream is done.
 Devices
-    All arrays must live on one GPU; the work runs on it.
+    All arrays must live on one GPU; the work runs on it. Device ids that
+    ``__dlpack_device__`` declares are compared before anything is imported.
 """
 
 from __future__ import annotations
