@@ -49,12 +49,30 @@ def common_device(caller, named):
     return kinds.pop() if kinds else "cpu"
 
 
-def to_numpy(x):
-    """A NumPy view of a host array (no copy)."""
+def dlpack_device(x):
+    """``(device type, device id)`` from ``x.__dlpack_device__()``, or None when ``x`` is no DLPack producer."""
+    if not (hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__")):
+        return None
+    kind, index = x.__dlpack_device__()
+    return int(kind), int(index)
+
+
+def is_cuda_dlpack(x):
+    """True for a DLPack producer on a CUDA device (plain or managed memory)."""
+    found = dlpack_device(x)
+    return found is not None and found[0] in (_DLPACK_CUDA, _DLPACK_CUDA_MANAGED)
+
+
+def to_numpy(x, caller="logscan", name="array"):
+    """A NumPy view of a host array (no copy); TypeError naming ``name`` when NumPy cannot take it."""
     if isinstance(x, np.ndarray):
         return x
     if hasattr(x, "__dlpack__") and not hasattr(x, "__array_interface__"):
-        return np.from_dlpack(x)
+        try:
+            return np.from_dlpack(x)
+        except Exception as error:  # noqa: BLE001  (any producer failure becomes one clear message)
+            raise TypeError(f"{caller}: {name} is a CPU DLPack array that NumPy cannot import zero-copy "
+                            f"({type(error).__name__}: {error}); pass a numpy.ndarray instead") from error
     return np.asarray(x)
 
 

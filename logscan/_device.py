@@ -1,7 +1,8 @@
 """The front door for device arrays: what :mod:`logscan.api` does for host arrays, on a GPU.
 
 :mod:`logscan.api` sends a call here when an argument lives on a CUDA device
-(``__cuda_array_interface__``), or when a GPU backend is named for host
+(``__cuda_array_interface__``, or ``__dlpack__`` with a CUDA
+``__dlpack_device__``), or when a GPU backend is named for host
 arrays. This module validates with the same messages as the host path, maps
 the scan axis onto ``(outer, T, inner)`` with :mod:`logscan._layout` (a view
 wherever the strides allow), allocates outputs and the workspace in the
@@ -12,6 +13,16 @@ Array families
     CuPy arrays give CuPy arrays back, torch CUDA tensors give torch tensors,
     Numba device arrays (and any other object exposing
     ``__cuda_array_interface__``) give Numba device arrays; all zero-copy.
+    Objects that expose only ``__dlpack__`` with a CUDA ``__dlpack_device__``
+    (kDLCUDA or kDLCUDAManaged; a JAX GPU array) are viewed zero-copy through
+    ``cupy.from_dlpack`` (CuPy is required for them; numba-cuda has no public
+    ``from_dlpack``); outputs are allocated by CuPy and handed back through
+    the family's own ``from_dlpack`` (``jax.numpy.from_dlpack`` for
+    ``jax``/``jaxlib``, ``<module root>.from_dlpack`` otherwise, CuPy arrays
+    when the module has none), on the work stream. JAX arrays are immutable,
+    so ``out=`` cannot be one. :func:`route` is the pure decision (family,
+    import route, allocator, give-back); :func:`_as_cai` is the only place
+    that imports through DLPack.
     NumPy arrays given with a GPU backend (``backend="numba_cuda"``) are
     copied to the device, scanned, and copied back: NumPy in, NumPy out, and
     the call returns only once the result is on the host.
@@ -26,12 +37,14 @@ Streams
     associate memory with *their* current stream, so with a foreign
     ``stream=`` keep the inputs alive until that stream is done.
 Devices
-    All arrays must live on one GPU; the work runs on it.
+    All arrays must live on one GPU; the work runs on it. Device ids that
+    ``__dlpack_device__`` declares are compared before anything is imported.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import math
 
@@ -126,8 +139,109 @@ class _Operand:
 
 
 def is_device_array(x):
-    """True for objects the GPU path takes zero-copy (and for the simulator's arrays)."""
-    return hasattr(x, "__cuda_array_interface__") or type(x).__name__ in _SIM_ARRAY_TYPES
+    """True for objects the GPU path takes zero-copy (CAI, CUDA DLPack, and the simulator's arrays)."""
+    return (hasattr(x, "__cuda_array_interface__") or type(x).__name__ in _SIM_ARRAY_TYPES
+            or _arrays.is_cuda_dlpack(x))
+
+
+# ------------------------------------------------------------------ interop
+# Families whose own ``from_dlpack`` is not ``<module root>.from_dlpack``.
+_GIVE_BACK = {"jax": "jax.numpy:from_dlpack", "jaxlib": "jax.numpy:from_dlpack"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """How one device array comes in and how results go back: a pure decision from type and protocols.
+
+    family
+        What the caller gets back: ``"cupy"``, ``"torch"``, ``"numba"``, ``"jax"``, or the module root of
+        another DLPack producer.
+    import_via
+        ``"cai"`` (``__cuda_array_interface__``), ``"simulator"`` (Numba's simulator arrays) or
+        ``"dlpack"`` (``cupy.from_dlpack``, zero-copy).
+    allocate
+        Who allocates outputs and temporaries: ``"cupy"``, ``"torch"`` or ``"numba"``.
+    give_back
+        ``"module:function"`` turning an allocated output into the family's array through DLPack
+        (zero-copy), or None when the allocator's arrays already are the family's.
+    """
+
+    family: str
+    import_via: str
+    allocate: str
+    give_back: str | None
+
+
+def route(x):
+    """The :class:`Route` of a device array ``x`` (imports nothing, touches no GPU)."""
+    root = type(x).__module__.split(".")[0]
+    if hasattr(x, "__cuda_array_interface__"):
+        import_via = "cai"
+    elif type(x).__name__ in _SIM_ARRAY_TYPES:
+        import_via = "simulator"
+    elif _arrays.is_cuda_dlpack(x):
+        import_via = "dlpack"
+    else:
+        raise TypeError(f"logscan: {type(x).__name__} is not a device array (no __cuda_array_interface__ and no "
+                        f"CUDA __dlpack_device__)")
+    if root in ("cupy", "torch"):
+        return Route(root, import_via, root, None)
+    if root in _GIVE_BACK:
+        return Route("jax", import_via, "cupy", _GIVE_BACK[root])
+    if import_via == "dlpack":
+        return Route(root, import_via, "cupy", f"{root}:from_dlpack")
+    return Route("numba", import_via, "numba", None)
+
+
+def _cupy_or_error(caller, name, x, found):
+    try:
+        return importlib.import_module("cupy")
+    except ImportError:
+        what = "taking it zero-copy" if found.import_via == "dlpack" else "giving results back in its family"
+        raise RuntimeError(f"{caller}: {name} is a {type(x).__module__}.{type(x).__name__} on a CUDA device "
+                           f"({'only __dlpack__' if found.import_via == 'dlpack' else 'a ' + found.family + ' array'}"
+                           f"); {what} needs CuPy, which is not installed: pip install 'logscan[cuda12]' or "
+                           f"'logscan[cuda13]' (or pass an array with __cuda_array_interface__)") from None
+
+
+@contextlib.contextmanager
+def _cupy_stream(cupy, handle):
+    """CuPy's current stream set to ``handle`` so that DLPack producers and consumers order against it."""
+    if handle is None:
+        yield
+        return
+    with cupy.cuda.ExternalStream(handle) if handle else cupy.cuda.Stream.null:
+        yield
+
+
+def _as_cai(caller, name, x, handle=None):
+    """(object with ``__cuda_array_interface__`` or a simulator array, :class:`Route`) of device array ``x``.
+
+    The one place that knows DLPack on the way in: a DLPack-only CUDA producer is viewed through
+    ``cupy.from_dlpack`` (zero-copy), ordered on stream ``handle``.
+    """
+    found = route(x)
+    if found.allocate != "cupy" and found.import_via != "dlpack":
+        return x, found
+    cupy = _cupy_or_error(caller, name, x, found)  # allocates this family's outputs, or imports x
+    if found.import_via != "dlpack":
+        return x, found
+    with _cupy_stream(cupy, handle):
+        return cupy.from_dlpack(x), found
+
+
+def _give_back_function(found):
+    """The family's ``from_dlpack`` (imported now, only on this path), or None to return CuPy arrays as they are.
+
+    A producer whose module has no ``from_dlpack`` gets CuPy arrays, which any DLPack consumer takes zero-copy.
+    """
+    if found.give_back is None:
+        return None
+    module_name, function = found.give_back.split(":")
+    try:
+        return getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError):
+        return None
 
 
 def _interface(x):
@@ -196,10 +310,20 @@ class _Family:
     """Allocation in the array family of a template input (CuPy, torch, else Numba)."""
 
     def __init__(self, template, device, stream):
-        root = type(template).__module__.split(".")[0] if template is not None else "numpy"
-        self.kind = root if root in ("cupy", "torch") else "numba"
+        self.route = route(template) if template is not None else None
+        self.kind = self.route.allocate if self.route is not None else "numba"
         self.template, self.device, self.stream = template, device, stream
         self.to_host = template is None  # NumPy inputs: results go back to the host
+        self._give_back = None if self.route is None else _give_back_function(self.route)
+
+    def give_back(self, obj):
+        """``obj`` (allocated here) as an array of the caller's family: zero-copy through DLPack where needed."""
+        if obj is None or self._give_back is None:
+            return obj
+        if self.stream is None:
+            return self._give_back(obj)
+        with _cupy_stream(importlib.import_module("cupy"), self.stream):  # the consumer waits for our stream
+            return self._give_back(obj)
 
     def empty(self, shape, dtype):
         """(object, _Operand) of a new C-contiguous device array."""
@@ -305,18 +429,21 @@ def _gather(caller, named, stream):
         cuda = _cuda()
         numba_stream = _numba_stream(handle)
         for name, x in present.items():
-            x_np = _arrays.to_numpy(x)
+            x_np = _arrays.to_numpy(x, caller, name)
             _arrays.check_float(caller, name, x_np)
             operands[name] = _describe(caller, name, cuda.to_device(np.ascontiguousarray(x_np),
                                                                     stream=numba_stream))
         return operands, None, None, handle
+    # Device ids DLPack producers declare are checked before anything is imported.
+    _one_device(caller, {name: _dlpack_index(x) for name, x in present.items()})
+    out = present.get("out")
+    if out is not None and route(out).family == "jax":
+        raise TypeError(f"{caller}: out cannot be a JAX array (JAX arrays are immutable); leave out=None and use "
+                        f"the returned array")
     for name, x in present.items():
-        operands[name] = _describe(caller, name, x)
-    devices = {name: op.device for name, op in operands.items() if op.device is not None}
-    if len(set(devices.values())) > 1:
-        where = ", ".join(f"{name} on cuda:{d}" for name, d in devices.items())
-        raise ValueError(f"{caller}: arrays are on different devices ({where}); move them to one device first")
-    device = next(iter(devices.values()), None)
+        view, _route = _as_cai(caller, name, x, handle)
+        operands[name] = _describe(caller, name, view)
+    device = _one_device(caller, {name: op.device for name, op in operands.items()})
     producers = [op.stream for op in operands.values() if op.stream is not None]
     if handle is None and producers:
         handle = int(producers[0])
@@ -324,6 +451,22 @@ def _gather(caller, named, stream):
         _wait(int(producer), handle or 0)
     template = next(x for x in present.values())
     return operands, template, device, handle
+
+
+def _dlpack_index(x):
+    with contextlib.suppress(Exception):
+        found = _arrays.dlpack_device(x)
+        return None if found is None else found[1]
+    return None
+
+
+def _one_device(caller, devices):
+    """The one device id among ``devices`` (name -> id or None); ValueError naming them when there are several."""
+    devices = {name: d for name, d in devices.items() if d is not None}
+    if len(set(devices.values())) > 1:
+        where = ", ".join(f"{name} on cuda:{d}" for name, d in devices.items())
+        raise ValueError(f"{caller}: arrays are on different devices ({where}); move them to one device first")
+    return next(iter(devices.values()), None)
 
 
 @contextlib.contextmanager
@@ -431,7 +574,7 @@ def forward(op, caller, named, axis, reverse, method, backend, stream=None):
             return out_obj
         if call.family.to_host:
             return _finish_host(call, result_obj, handle)
-        return result_obj
+        return call.family.give_back(result_obj)
 
 
 @contextlib.contextmanager
@@ -529,16 +672,23 @@ def backward(op, caller, named, axis, reverse, method, backend, stream=None):
                  None if state_op is None else _sum_to(call, grad_state_obj, grad_state, state_op.shape)]
         if call.family.to_host:
             grads = [None if g is None else _finish_host(call, g, handle) for g in grads]
+        else:
+            grads = [call.family.give_back(g) for g in grads]
         return tuple(grads)
 
 
 def zeros_like_scalar(x):
     """A zero of ``x``'s dtype with ``x.ndim`` unit dims, in ``x``'s family (``log_a = 0`` for logcumsumexp)."""
-    op = _describe("logscan.logcumsumexp", "x", x)
+    caller = "logscan.logcumsumexp"
+    _one_device(caller, {"x": _dlpack_index(x)})
+    view, _route = _as_cai(caller, "x", x)
+    op = _describe(caller, "x", view)
     family = _Family(x, op.device, None)
     ndim = max(len(op.shape), 1)
     if family.kind == "cupy":
-        return importlib.import_module("cupy").zeros((1,) * ndim, op.dtype)
+        cupy = importlib.import_module("cupy")
+        with cupy.cuda.Device(op.device or 0):
+            return family.give_back(cupy.zeros((1,) * ndim, op.dtype))
     if family.kind == "torch":
         torch = importlib.import_module("torch")
         return torch.zeros((1,) * ndim, dtype=getattr(torch, op.dtype.name), device=x.device)

@@ -165,12 +165,12 @@ def _forward(op, first, second, state, axis, reverse, method, backend, out, *, c
         return _device.forward(op, caller, named, axis, reverse, method, backend, stream=stream)
     _check_no_stream(caller, stream)
     template = first if not isinstance(first, np.ndarray) else None
-    (a, b), shape, dtype, axis = _prepare_inputs(caller, names, [_arrays.to_numpy(first), _arrays.to_numpy(second)],
-                                                 axis)
+    inputs = [_arrays.to_numpy(first, caller, names[0]), _arrays.to_numpy(second, caller, names[1])]
+    (a, b), shape, dtype, axis = _prepare_inputs(caller, names, inputs, axis)
     state_shape = shape[:axis] + shape[axis + 1:]
-    state_buffer, _keep = _state(caller, state_name, None if state is None else _arrays.to_numpy(state),
-                                 state_shape, axis, dtype)
-    out_np = None if out is None else _arrays.to_numpy(out)
+    state_host = None if state is None else _arrays.to_numpy(state, caller, state_name)
+    state_buffer, _keep = _state(caller, state_name, state_host, state_shape, axis, dtype)
+    out_np = None if out is None else _arrays.to_numpy(out, caller, "out")
     # The state is an input too: a backend may read it after writing out (chunk fix-ups).
     state_np = None if _keep is None else _keep.array
     result = _output(caller, out_np, shape, dtype, axis, (a, b) if state_np is None else (a, b, state_np))
@@ -208,7 +208,7 @@ def _backward(op, grad, first, second, value, state, axis, reverse, method, back
         return _device.backward(op, caller, named, axis, reverse, method, backend, stream=stream)
     _check_no_stream(caller, stream)
     template = first if not isinstance(first, np.ndarray) else None
-    numpy_in = {k: _arrays.to_numpy(v) for k, v in named.items() if v is not None}
+    numpy_in = {k: _arrays.to_numpy(v, caller, k) for k, v in named.items() if v is not None}
     (a, b), shape, dtype, axis = _prepare_inputs(caller, names, [numpy_in[names[0]], numpy_in[names[1]]], axis)
     seq = {}
     for name in (grad_name, value_name):
@@ -426,7 +426,7 @@ def logcumsumexp(x, *, axis=-1, reverse=False, method="auto", backend="auto", ou
     # x and out first: a host/device mix must fail here, before any device code runs
     _arrays.device_of(caller, "x", x)
     if _arrays.common_device(caller, {"x": x, "out": out}) == "cpu":
-        x_np = _arrays.to_numpy(x)
+        x_np = _arrays.to_numpy(x, caller, "x")
         _arrays.check_float(caller, "x", x_np)
         if x_np.ndim == 0:
             raise ValueError(f"{caller}: x must have at least one dimension to scan along, got a 0-d array")
