@@ -46,6 +46,7 @@ from logscan.backends.numba_cpu._lanes import (
     scatter,
     store_state,
 )
+from logscan.backends.numba_cpu._prefetch import prefetch_distance
 from logscan.backends.numba_cpu._steps import LOG, backward_steps, backward_total, forward_steps, forward_total
 from logscan.backends.numba_cpu._vmath import FASTMATH, vlogaddexp
 
@@ -177,25 +178,27 @@ def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lan
     sga, sgb = geo[_GA, TIME], geo[_GB, TIME]
     if direct:
         # rows with a previous row in memory, then step 0 with the initial state
+        ahead = prefetch_distance(n, g.itemsize)  # (gathered tiles below are in L1 already)
         lo = max(t0, 1)
         if t1 > lo:
             if total_only:
                 backward_total(space, g, off_g[0] + lo * sg, sg, a, off_a[0] + lo * sa, sa,
                                h, off_h[0] + lo * sh, sh, h, off_h[0] + (lo - 1) * sh, sh,
-                               product, carry, scratch, n, t1 - lo, zero, neg_inf)
+                               product, carry, scratch, n, t1 - lo, zero, neg_inf, ahead)
             else:
                 backward_steps(space, g, off_g[0] + lo * sg, sg, a, off_a[0] + lo * sa, sa,
                                b, off_b[0] + lo * sb, sb, h, off_h[0] + lo * sh, sh,
                                h, off_h[0] + (lo - 1) * sh, sh, grad_a, off_ga[0] + lo * sga, sga,
-                               grad_b, off_gb[0] + lo * sgb, sgb, carry, scratch, n, t1 - lo, zero, neg_inf)
+                               grad_b, off_gb[0] + lo * sgb, sgb, carry, scratch, n, t1 - lo, zero, neg_inf,
+                               ahead)
         if t0 == 0:
             if total_only:
                 backward_total(space, g, off_g[0], sg, a, off_a[0], sa, h, off_h[0], sh, h_first, 0, 0,
-                               product, carry, scratch, n, 1, zero, neg_inf)
+                               product, carry, scratch, n, 1, zero, neg_inf, 0)
             else:
                 backward_steps(space, g, off_g[0], sg, a, off_a[0], sa, b, off_b[0], sb, h, off_h[0], sh,
                                h_first, 0, 0, grad_a, off_ga[0], sga, grad_b, off_gb[0], sgb,
-                               carry, scratch, n, 1, zero, neg_inf)
+                               carry, scratch, n, 1, zero, neg_inf, 0)
         return
     tile_g, tile_a, tile_b, tile_h, tile_hp, tile_ga, tile_gb = (tiles[0], tiles[1], tiles[2], tiles[3],
                                                                  tiles[4], tiles[5], tiles[6])
@@ -218,10 +221,10 @@ def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lan
             gather(h, off_h, sh, 0, tile_hp[W:], W, n, m - 1)
         if total_only:
             backward_total(space, tile_g, 0, W, tile_a, 0, W, tile_h, 0, W, tile_hp, 0, W,
-                           product, carry, scratch, n, m, zero, neg_inf)
+                           product, carry, scratch, n, m, zero, neg_inf, 0)
         else:
             backward_steps(space, tile_g, 0, W, tile_a, 0, W, tile_b, 0, W, tile_h, 0, W, tile_hp, 0, W,
-                           tile_ga, 0, W, tile_gb, 0, W, carry, scratch, n, m, zero, neg_inf)
+                           tile_ga, 0, W, tile_gb, 0, W, carry, scratch, n, m, zero, neg_inf, 0)
             scatter(tile_ga, grad_a, off_ga, sga, tt, W, n, m)
             scatter(tile_gb, grad_b, off_gb, sgb, tt, W, n, m)
 

@@ -12,6 +12,9 @@ The loop over lanes is the innermost loop and holds only vectorizable
 arithmetic (see ``_vmath``), so LLVM turns it into AVX-512/AVX2 code; the
 loop over time carries the recurrence.
 
+The reverse passes read their streams ``ahead`` rows in advance with
+software prefetch (``_prefetch``; 0 for tiles already in L1).
+
 Results are first written to the state array and then copied to the output
 row, so that an output that is the very same memory as ``log_b`` (in-place
 use) does not stop the vectorizer (its runtime overlap check would fail and
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from logscan.backends.numba_cpu._prefetch import prefetch_row
 from logscan.backends.numba_cpu._vmath import FASTMATH, vexp, vlogaddexp, vlogaddexp_compensated
 
 LOG = 0
@@ -88,7 +92,7 @@ def forward_total(space, compensate, a, a_off, a_ts, b, b_off, b_ts, total_a, to
 @njit(**_OPTS)
 def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_off, h_ts,
                    h_prev, hp_off, hp_ts, grad_a, ga_off, ga_ts, grad_b, gb_off, gb_ts, carry, scratch, n, steps,
-                   zero, neg_inf):
+                   zero, neg_inf, ahead):
     """Rows ``steps-1`` down to 0 of the fused reverse pass; ``carry`` enters as w_{t+1} u_{t+1}.
 
     Log space: ``u = g + carry``, ``w = exp(log_a + log_h_prev - log_h)``,
@@ -106,6 +110,17 @@ def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_o
     v_row = scratch[1]
     for jj in range(steps):
         j = steps - 1 - jj
+        if ahead > 0 and j >= ahead:
+            k = j - ahead
+            prefetch_row(g, g_off + k * g_ts, n, False)
+            prefetch_row(a, a_off + k * a_ts, n, False)
+            if space == LOG:
+                prefetch_row(b, b_off + k * b_ts, n, False)
+                prefetch_row(h, h_off + k * h_ts, n, False)  # h_prev is h one row back: fetched with it
+            else:
+                prefetch_row(h_prev, hp_off + k * hp_ts, n, False)
+            prefetch_row(grad_a, ga_off + k * ga_ts, n, True)
+            prefetch_row(grad_b, gb_off + k * gb_ts, n, True)
         rg = g[g_off + j * g_ts: g_off + j * g_ts + n]
         ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
         rhp = h_prev[hp_off + j * hp_ts: hp_off + j * hp_ts + n]
@@ -148,7 +163,7 @@ def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_o
 
 @njit(**_OPTS)
 def backward_total(space, g, g_off, g_ts, a, a_off, a_ts, h, h_off, h_ts, h_prev, hp_off, hp_ts,
-                   product, carry, scratch, n, steps, zero, neg_inf):
+                   product, carry, scratch, n, steps, zero, neg_inf, ahead):
     """Compose rows ``steps-1`` .. 0 of the reverse pass into ``carry -> product carry + carry0``.
 
     Starting from ``product = 1``, ``carry = 0``: afterwards ``product`` is
@@ -158,6 +173,11 @@ def backward_total(space, g, g_off, g_ts, a, a_off, a_ts, h, h_off, h_ts, h_prev
     w_row = scratch[0]
     for jj in range(steps):
         j = steps - 1 - jj
+        if ahead > 0 and j >= ahead:
+            prefetch_row(g, g_off + (j - ahead) * g_ts, n, False)
+            prefetch_row(a, a_off + (j - ahead) * a_ts, n, False)
+            if space == LOG:
+                prefetch_row(h, h_off + (j - ahead) * h_ts, n, False)
         rg = g[g_off + j * g_ts: g_off + j * g_ts + n]
         ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
         if space == LOG:

@@ -61,6 +61,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 # 'contract' lets LLVM fuse a*b + c into FMA (more accurate, faster); every
@@ -153,6 +154,25 @@ def pow2_64(typingctx, n):
     return types.float64(n), codegen
 
 
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` with one rounding (``llvm.fma``), for float32 or float64 operands of one type.
+
+    Written out where the rounding matters (``exp``): left to ``fastmath``
+    contraction, whether LLVM fuses depends on the code around the loop
+    (scalar and vector versions of one loop differed), and so did results.
+    """
+    if not (a == b == c and a in (types.float32, types.float64)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty, suffix = (ir.FloatType(), "f32") if signature.args[0] == types.float32 else (ir.DoubleType(), "f64")
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty, ty, ty]), f"llvm.fma.{suffix}")
+        return builder.call(fn, list(args))
+
+    return a(a, b, c), codegen
+
+
 # ------------------------------------------------------------ float32
 _F = np.float32
 _LOG2E_32 = _F(1.4426950408889634)
@@ -171,16 +191,16 @@ _NEG_INF_32 = _F(-np.inf)
 def exp32(x):
     xc = x if x > _EXP_LO_32 else _EXP_LO_32  # also maps nan to a harmless value
     xc = xc if xc < _EXP_HI_32 else _EXP_HI_32
-    n_float = (xc * _LOG2E_32 + _ROUND_32) - _ROUND_32
-    r = (xc - n_float * _LN2_HI_32) - n_float * _LN2_LO_32
-    p = _F(1.0 / 5040) + r * _F(1.0 / 40320)
-    p = _F(1.0 / 720) + r * p
-    p = _F(1.0 / 120) + r * p
-    p = _F(1.0 / 24) + r * p
-    p = _F(1.0 / 6) + r * p
-    p = _F(0.5) + r * p
-    p = _F(1.0) + r * p
-    p = _F(1.0) + r * p
+    n_float = fma(xc, _LOG2E_32, _ROUND_32) - _ROUND_32
+    r = fma(-n_float, _LN2_LO_32, fma(-n_float, _LN2_HI_32, xc))
+    p = fma(r, _F(1.0 / 40320), _F(1.0 / 5040))
+    p = fma(r, p, _F(1.0 / 720))
+    p = fma(r, p, _F(1.0 / 120))
+    p = fma(r, p, _F(1.0 / 24))
+    p = fma(r, p, _F(1.0 / 6))
+    p = fma(r, p, _F(0.5))
+    p = fma(r, p, _F(1.0))
+    p = fma(r, p, _F(1.0))
     n_half = (n_float * _F(0.5) + _ROUND_32) - _ROUND_32
     y = (p * pow2_32(n_half)) * pow2_32(n_float - n_half)
     return y if x == x else x
@@ -267,28 +287,20 @@ _SQRT_HALF_BITS_64 = 0x3FE6A09E667F3BCD
 _ONE_BITS_64 = 0x3FF0000000000000
 _MANTISSA_64 = 0x000FFFFFFFFFFFFF
 _LN2_64 = float(np.log(2.0))
+# 1/12!, 1/11!, ..., 1/2!, 1, 1: Horner's coefficients of exp after 1/13!
+_EXP_TAYLOR_64 = (1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
+                  1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0)
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def exp64(x):
     xc = x if x > _EXP_LO_64 else _EXP_LO_64
     xc = xc if xc < _EXP_HI_64 else _EXP_HI_64
-    n_float = (xc * _LOG2E_64 + _ROUND_64) - _ROUND_64
-    r = (xc - n_float * _LN2_HI_64) - n_float * _LN2_LO_64
+    n_float = fma(xc, _LOG2E_64, _ROUND_64) - _ROUND_64
+    r = fma(-n_float, _LN2_LO_64, fma(-n_float, _LN2_HI_64, xc))
     p = 1.0 / 6227020800.0
-    p = 1.0 / 479001600.0 + r * p
-    p = 1.0 / 39916800.0 + r * p
-    p = 1.0 / 3628800.0 + r * p
-    p = 1.0 / 362880.0 + r * p
-    p = 1.0 / 40320.0 + r * p
-    p = 1.0 / 5040.0 + r * p
-    p = 1.0 / 720.0 + r * p
-    p = 1.0 / 120.0 + r * p
-    p = 1.0 / 24.0 + r * p
-    p = 1.0 / 6.0 + r * p
-    p = 0.5 + r * p
-    p = 1.0 + r * p
-    p = 1.0 + r * p
+    for c in _EXP_TAYLOR_64:
+        p = fma(r, p, c)
     n_half = (n_float * 0.5 + _ROUND_64) - _ROUND_64
     y = (p * pow2_64(n_half)) * pow2_64(n_float - n_half)
     return y if x == x else x
