@@ -54,27 +54,32 @@ channels, read in place) when ``inner >= 16``, else 64 gathered channels.
 
 Performance
 -----------
-``PYTHONPATH=. python tools/bench_numba_cpu.py --repeat 10`` on the 2-core
-AVX-512 machine (float32, axis=1, shared with other users; ratios from one
-run, round-robin timing):
+``PYTHONPATH=. python tools/bench_numba_cpu.py --repeat 10 --methods
+sequential,chunked`` on the 2-core AVX-512 machine (float32, axis=1, shared
+with other users; ratios from one run, round-robin timing; the second of
+three runs, the others within 10 %):
 
 ===============  =========  ======  =======  ======  ======  =======  ======
 shape (B, T, D)  method     fwd ms  x loop   % copy  bwd ms  x loop   % copy
 ===============  =========  ======  =======  ======  ======  =======  ======
-(8, 2048, 512)   chunked    3.64    49       73%     11.6    19       46%
-(8, 2048, 512)   sequential 3.23    55       82%     11.5    19       46%
-(1, 65536, 64)   chunked    3.06    55       45%     12.0    39       23%
-(1, 65536, 64)   sequential 2.62    64       52%     12.0    38       23%
+(8, 2048, 512)   chunked    3.51    49.6     73%     9.65    22.0     53%
+(8, 2048, 512)   sequential 3.05    57.1     85%     9.60    22.2     54%
+(1, 65536, 64)   chunked    3.16    51.3     40%     6.64    68.9     38%
+(1, 65536, 64)   sequential 2.67    60.8     47%     6.68    68.4     38%
 ===============  =========  ======  =======  ======  ======  =======  ======
 
-The compensated state of ``chunked`` (the ``auto`` choice) costs 13-17 %
+The compensated state of ``chunked`` (the ``auto`` choice) costs 13-18 %
 of the forward against the plain ``sequential``; backward kernels are the
 same.
 ``x loop``: speed-up over the NumPy loop over T (backward: over its
 forward plus reverse loops); ``% copy``: bytes moved per second (3 arrays
 forward, 6 backward) relative to ``np.copyto`` on one array. The backward
-moves 6 arrays plus the write-allocate reads of its 2 outputs and is bound
-by memory traffic; (1, 65536, 64) is one lane group and runs on one core.
+allocates its two outputs, as the NumPy loop does: at (8, 2048, 512) the
+first touch of those fresh pages is about 4 ms of it. It reads its rows from
+high addresses to low with software prefetch (``_prefetch``; without it the
+reverse pass waited on memory: 12.7 ms and 10.8 ms on the two shapes).
+(1, 65536, 64) is one lane group and runs on one core, latency-bound in the
+forward (one logaddexp per step on the dependency chain).
 
 Examples
 --------
