@@ -334,3 +334,70 @@ def test_auto_method_and_workspace():
 def test_import_logscan_does_not_import_numba():
     code = "import sys, logscan; assert 'numba' not in sys.modules, 'numba imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ----------------------------------------------------------------------------- the split log-space forward
+def test_split_rule_takes_long_sequences_of_few_lanes():
+    if numba_cpu._threads() < 2:
+        pytest.skip("the split forward needs two threads")
+    assert numba_cpu._split(1, 65536, 64)[0] > 1
+    assert numba_cpu._split(1, 8192, 16)[0] > 1
+    assert numba_cpu._split(1, 4096, 64) == (1, 1)       # too short to pay
+    assert numba_cpu._split(1, 65536, 256) == (1, 1)     # wide rows: not latency-bound
+    assert numba_cpu._split(8, 2048, 512) == (1, 1)      # every thread has a group already
+
+
+SPLITS = ((2, 2), (3, 2), (4, 3), (5, 1))
+
+
+@pytest.mark.parametrize("split", SPLITS, ids=lambda s: f"chunks{s[0]}-pieces{s[1]}")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reverse", (False, True))
+@pytest.mark.parametrize("with_h0", (False, True))
+def test_split_forward_matches_reference(monkeypatch, split, dtype, reverse, with_h0):
+    """forward_split (forced, uneven chunk and piece lengths) against the float64 reference, resets included."""
+    monkeypatch.setattr(numba_cpu, "_split", lambda outer, T, inner: split)
+    rng = np.random.default_rng(11)
+    shape = (1, 1001, 24)
+    log_a = np.log(rng.uniform(0.5, 1.0, shape))
+    log_a[rng.uniform(size=shape) < 0.01] = -np.inf
+    log_b = rng.normal(size=shape)
+    log_b[rng.uniform(size=shape) < 0.2] = -np.inf
+    log_b[:, :40, :3] = -np.inf                     # an empty prefix in three channels
+    log_a[:, 500, 5] = 0.0                          # a no-decay step across a chunk boundary
+    log_h0 = rng.normal(size=(1, 24)) if with_h0 else None
+    want = reference.scan(log_a, log_b, axis=1, log_h0=log_h0, reverse=reverse)
+    got = logscan.scan(log_a.astype(dtype), log_b.astype(dtype), axis=1, reverse=reverse, backend="numba",
+                       method="chunked", log_h0=None if log_h0 is None else log_h0.astype(dtype))
+    assert not np.isnan(got).any()
+    assert (np.isneginf(got) == np.isneginf(want)).all()
+    finite = np.isfinite(want)
+    assert (np.abs(got[finite] - want[finite]) / (1 + np.abs(want[finite]))).max() <= tolerance(dtype, shape[1])
+
+
+def test_split_forward_in_place_and_nan(monkeypatch):
+    """out= aliasing log_b, and a NaN poisons its channel from its position on only."""
+    monkeypatch.setattr(numba_cpu, "_split", lambda outer, T, inner: (3, 2))
+    rng = np.random.default_rng(12)
+    log_a = np.log(rng.uniform(0.5, 1.0, (1, 900, 16))).astype(np.float32)
+    log_b = rng.normal(size=(1, 900, 16)).astype(np.float32)
+    log_b[0, 450, 7] = np.nan
+    want = logscan.scan(log_a, log_b, axis=1, backend="numba", method="sequential")
+    got = logscan.scan(log_a, log_b, axis=1, backend="numba", method="chunked", out=log_b)
+    assert got is log_b
+    assert np.isnan(got[0, 450:, 7]).all() and not np.isnan(got[0, :450, 7]).any()
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=2e-6, atol=2e-6)
+    assert not np.isnan(np.delete(got, 7, axis=2)).any()
+
+
+def test_split_forward_float32_no_decay_at_65536():
+    """The split path keeps the compensated accuracy of chunked at T = 65536 (log_a = 0: logcumsumexp)."""
+    if numba_cpu._split(1, 65536, 64)[0] < 2:
+        pytest.skip("the split forward needs two threads")
+    rng = np.random.default_rng(13)
+    log_b = rng.normal(size=(1, 65536, 64))
+    log_a = np.zeros_like(log_b)
+    want = reference.scan(log_a, log_b, axis=1)
+    got = logscan.scan(log_a.astype(np.float32), log_b.astype(np.float32), axis=1, backend="numba")
+    assert (np.abs(got - want) / (1 + np.abs(want))).max() < 1e-6

@@ -118,6 +118,12 @@ LANES = LANES_FLAT  # tree methods: whole-sequence tiles of this many lanes
 ROWS_MIN_INNER = 16  # from this many inner channels on, groups stay within one row of inner
 MIN_CHUNK = 256      # shorter chunks spend more on totals and carries than they win
 MIN_THREADS_TO_CHUNK = 4  # below this, splitting time did not pay (see "How method='auto' chooses")
+# The split log-space forward (_chunked.forward_split) pays where one group of few lanes is bound by the
+# latency of the scan (measured, 2 threads, float32, split vs not: (1, 65536, 64) 2.95 vs 3.31 ms,
+# (1, 262144, 32) 8.4 vs 10.5, (1, 8192, 16) 0.37 vs 0.39); with wide rows, or short T, it lost
+# ((1, 16384, 256) 3.9 vs 3.4 ms, (1, 4096, 64) 0.36 vs 0.31).
+MIN_SPLIT_CHUNK = 4096
+SPLIT_MAX_LANES = 64
 
 
 def _threads():
@@ -147,6 +153,21 @@ def _n_chunks(outer, T, inner):
     return int(max(1, min(-(-4 * threads // groups), T // MIN_CHUNK)))
 
 
+def _split(outer, T, inner):
+    """(chunks, pieces) for the log-space ``chunked`` forward of :func:`_chunked.forward_split`, or (1, 1).
+
+    Only when the channel groups leave threads idle and a group has at most
+    SPLIT_MAX_LANES lanes: then about one chunk per idle thread (none
+    shorter than MIN_SPLIT_CHUNK), and each chunk's fix-up in as many pieces
+    as there are threads.
+    """
+    groups, threads = _groups(outer, inner), _threads()
+    if not 0 < groups < threads or min(inner, LANES_ROWS) > SPLIT_MAX_LANES:
+        return 1, 1
+    chunks = int(max(1, min(-(-threads // groups), T // MIN_SPLIT_CHUNK)))
+    return (chunks, threads) if chunks > 1 else (1, 1)
+
+
 def choose_method(op, dtype, outer, T, inner):
     # "chunked" is the compensated, time-splitting hybrid; where splitting
     # does not pay it runs as one chunk, as fast as "sequential" (same
@@ -157,7 +178,11 @@ def choose_method(op, dtype, outer, T, inner):
 def workspace_size(op, dtype, outer, T, inner, method):
     itemsize = np.dtype(dtype).itemsize
     if method == "chunked":
-        return 2 * _n_chunks(outer, T, inner) * outer * inner * itemsize
+        rows = 2 * _n_chunks(outer, T, inner)
+        if op == "log_scan":  # the split forward, when the layout allows it (decided at the call)
+            chunks, pieces = _split(outer, T, inner)
+            rows = max(rows, (2 + pieces) * chunks if chunks > 1 else 0)
+        return rows * outer * inner * itemsize
     if method in ("hillis_steele", "blelloch"):
         return _tree.workspace_elements(op, outer, T, inner, method, LANES) * itemsize
     return 0
@@ -236,6 +261,14 @@ def _forward(space, a, b, h0, out, method, workspace):
     if method in ("hillis_steele", "blelloch"):
         with _ThreadsFor(-(-(outer * inner) // LANES), outer * T * inner):
             _tree.forward(space, method, a, b, h0, out_k, workspace, LANES, ROWS_MIN_INNER, identity_a, identity_b)
+    elif method == "chunked" and space == LOG and _layout(outer, inner, (a, b, out_k))[1] \
+            and _split(outer, T, inner)[0] > 1:
+        chunks, pieces = _split(outer, T, inner)
+        (a_m, b_m, out_m, h0_m), geo = describe([a, b, out_k, h0], dtype)
+        ws = workspace.view(dtype)[: (2 + pieces) * chunks * outer * inner].reshape(2 + pieces, chunks, outer * inner)
+        with _ThreadsFor(_groups(outer, inner) * chunks, outer * T * inner):
+            _chunked.forward_split(a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner,
+                                   _lanes(outer, inner), chunks, pieces, ws, identity_a, identity_b)
     else:
         rows_mode, direct = _layout(outer, inner, (a, b, out_k))
         n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1

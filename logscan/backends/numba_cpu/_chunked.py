@@ -47,10 +47,19 @@ from logscan.backends.numba_cpu._lanes import (
     store_state,
 )
 from logscan.backends.numba_cpu._prefetch import prefetch_distance
-from logscan.backends.numba_cpu._steps import LOG, backward_steps, backward_total, forward_steps, forward_total
+from logscan.backends.numba_cpu._steps import (
+    LOG,
+    add_carry_steps,
+    backward_steps,
+    backward_total,
+    forward_steps,
+    forward_total,
+    sum_log_decay,
+)
 from logscan.backends.numba_cpu._vmath import FASTMATH, vlogaddexp
 
 _OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
+BLOCK_BYTES = 16384     # rows per block in forward_split: its rows of log a are summed while in L1
 TILE_ELEMENTS = 1024  # lanes * time steps per gathered tile: a few KiB, stays in L1
 
 # forward geometry rows
@@ -160,6 +169,104 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
                 gather(b, off_b, sb, tt, tile_b, W, n, m)
                 forward_steps(space, compensate, tile_a, 0, W, tile_b, 0, W, tile_out, 0, W, h, h_low, n, m)
                 scatter(tile_out, out, off_out, so, tt, W, n, m)
+
+
+@njit(parallel=True, cache=True, **_OPTS)
+def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, pieces, workspace, zero, neg_inf):
+    """Log-space forward, compensated, with every chunk of time scanned at once (few channels, several threads).
+
+    For lanes read in place (``direct``). ``workspace``: ``(2 + pieces, n_chunks, outer*inner)``.
+
+    1. Every chunk is scanned at the same time: chunk 0 from ``h0``, the
+       others from the empty state, writing their rows of ``out``; each also
+       sums its log a (compensated), noting the sum before each of its
+       ``pieces`` pieces (``workspace[2 + j]``) and at its end
+       (``workspace[0]``), and its last state (``workspace[1]``).
+    2. Per channel, a sequential pass over the chunks gives the state
+       entering each: ``carry_{k+1} = logaddexp(A_k + carry_k, R_k)``.
+    3. Every piece of every chunk but the first folds its carry in, in
+       place: ``out_t = logaddexp(A_t + carry, out_t)``.
+
+    Unlike the totals-then-rescan of :func:`forward`, the scans of step 1 run
+    side by side, and step 3 has no dependency from row to row (it runs at
+    the core's throughput, not along the scan's latency chain), so two
+    threads already gain.
+    """
+    length, n_chunks = _chunk_bounds(T, n_chunks)
+    piece_length = (length + pieces - 1) // pieces
+    rows_per_block = max(1, BLOCK_BYTES // (W * a.itemsize))
+    n_groups = group_count(outer, inner, W, True)
+    dtype = out.dtype
+    sa, sb, so = geo[_A, TIME], geo[_B, TIME], geo[_OUT, TIME]
+
+    # ---------------------------------------------------------------- 1. all chunks at once
+    for unit in prange(n_groups * n_chunks):
+        group, chunk = unit // n_chunks, unit % n_chunks
+        lane_o = np.empty(W, np.int64)
+        lane_i = np.empty(W, np.int64)
+        n = group_lanes(group, outer, inner, W, True, lane_o, lane_i)
+        off_a = np.empty(W, np.int64)
+        off_b = np.empty(W, np.int64)
+        off_out = np.empty(W, np.int64)
+        lane_offsets(geo, _A, lane_o, lane_i, n, off_a)
+        lane_offsets(geo, _B, lane_o, lane_i, n, off_b)
+        lane_offsets(geo, _OUT, lane_o, lane_i, n, off_out)
+        h = np.full(W, neg_inf, dtype)
+        h_low = np.zeros(W, dtype)
+        if chunk == 0:
+            load_state(h0, geo, _H0, has_h0, neg_inf, lane_o, lane_i, n, h)
+        total = np.zeros(W, dtype)
+        total_low = np.zeros(W, dtype)
+        c0 = lane_o[0] * inner + lane_i[0]  # lanes are consecutive channels
+        t0 = chunk * length
+        t1 = min(T, t0 + length)
+        for piece in range(pieces):
+            for lane in range(n):
+                workspace[2 + piece, chunk, c0 + lane] = total[lane]
+            p0 = min(t1, t0 + piece * piece_length)
+            p1 = min(t1, p0 + piece_length)
+            for r0 in range(p0, p1, rows_per_block):
+                r1 = min(p1, r0 + rows_per_block)
+                forward_steps(LOG, True, a, off_a[0] + r0 * sa, sa, b, off_b[0] + r0 * sb, sb,
+                              out, off_out[0] + r0 * so, so, h, h_low, n, r1 - r0)
+                if chunk > 0:  # the rows just read are still in cache
+                    sum_log_decay(a, off_a[0] + r0 * sa, sa, total, total_low, n, r1 - r0, zero, neg_inf)
+        for lane in range(n):
+            workspace[0, chunk, c0 + lane] = total[lane]
+            workspace[1, chunk, c0 + lane] = h[lane]
+
+    # ---------------------------------------------------------------- 2. the state entering each chunk
+    # afterwards workspace[1, k, c] is the state entering chunk k (k >= 1)
+    for c in range(outer * inner):
+        carry = workspace[1, 0, c]
+        for k in range(1, n_chunks):
+            entering = carry
+            carry = vlogaddexp(workspace[0, k, c] + carry, workspace[1, k, c])
+            workspace[1, k, c] = entering
+
+    # ---------------------------------------------------------------- 3. fold the carries in
+    for unit in prange(n_groups * (n_chunks - 1) * pieces):
+        group, rest = unit // ((n_chunks - 1) * pieces), unit % ((n_chunks - 1) * pieces)
+        chunk, piece = 1 + rest // pieces, rest % pieces
+        lane_o = np.empty(W, np.int64)
+        lane_i = np.empty(W, np.int64)
+        n = group_lanes(group, outer, inner, W, True, lane_o, lane_i)
+        off_a = np.empty(W, np.int64)
+        off_out = np.empty(W, np.int64)
+        lane_offsets(geo, _A, lane_o, lane_i, n, off_a)
+        lane_offsets(geo, _OUT, lane_o, lane_i, n, off_out)
+        c0 = lane_o[0] * inner + lane_i[0]
+        carry = np.empty(W, dtype)
+        total = np.empty(W, dtype)
+        for lane in range(n):
+            carry[lane] = workspace[1, chunk, c0 + lane]
+            total[lane] = workspace[2 + piece, chunk, c0 + lane]
+        total_low = np.zeros(W, dtype)
+        chunk_end = min(T, chunk * length + length)
+        p0 = min(chunk_end, chunk * length + piece * piece_length)
+        p1 = min(chunk_end, p0 + piece_length)
+        add_carry_steps(a, off_a[0] + p0 * sa, sa, out, off_out[0] + p0 * so, so, carry, total, total_low, n,
+                        p1 - p0, zero, neg_inf)
 
 
 @njit(**_OPTS)

@@ -89,6 +89,45 @@ def forward_total(space, compensate, a, a_off, a_ts, b, b_off, b_ts, total_a, to
                 total_a[i] *= ra[i]
 
 
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _add_log_decay(total, low, x, zero, neg_inf):
+    """(total, low) + x, compensated (Kahan): a sum of log a over a run, kept to a few ulp however long.
+
+    Once the sum is -inf (a reset) it stays -inf, whatever follows: what entered the run is gone for good.
+    """
+    y = x - low
+    t = total + y
+    new_low = (t - total) - y
+    dead = total == neg_inf
+    keep = (abs(t) < -neg_inf) & ~dead
+    return (neg_inf if dead else t), (new_low if keep else zero)
+
+
+@njit(**_OPTS)
+def sum_log_decay(a, a_off, a_ts, total, low, n, steps, zero, neg_inf):
+    """(total, low) += the ``steps`` rows of ``a`` (log decays), compensated; see :func:`_add_log_decay`."""
+    for j in range(steps):
+        ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
+        for i in range(n):
+            total[i], low[i] = _add_log_decay(total[i], low[i], ra[i], zero, neg_inf)
+
+
+@njit(**_OPTS)
+def add_carry_steps(a, a_off, a_ts, out, out_off, out_ts, carry, total, low, n, steps, zero, neg_inf):
+    """Fold the state ``carry`` that entered a run into that run's scan from the empty state, in place.
+
+    ``out`` holds the run scanned from ``-inf``; with ``A_t`` the sum of log a
+    over the run up to row ``t`` (continuing ``(total, low)``), the true state is
+    ``logaddexp(A_t + carry, out_t)``.
+    """
+    for j in range(steps):
+        ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
+        ro = out[out_off + j * out_ts: out_off + j * out_ts + n]
+        for i in range(n):
+            total[i], low[i] = _add_log_decay(total[i], low[i], ra[i], zero, neg_inf)
+            ro[i] = vlogaddexp(total[i] + carry[i], ro[i])
+
+
 @njit(**_OPTS)
 def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_off, h_ts,
                    h_prev, hp_off, hp_ts, grad_a, ga_off, ga_ts, grad_b, gb_off, gb_ts, carry, scratch, n, steps,
