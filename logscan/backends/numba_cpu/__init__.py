@@ -15,9 +15,13 @@ Methods
     the log-space state compensated (its rounding error carried along,
     ``_vmath.logaddexp_compensated32``: 5e-8 instead of 1.1e-5 at
     T = 65 536) and, where that pays, time split into chunks so that few
-    channels still use every core: chunk totals, a short sequential carry
-    pass between chunks, then a re-scan of every chunk from its carry
-    (``_chunked``). Splitting a sequence and continuing from the last state
+    channels still use every core (``_chunked``). The log-space forward
+    scans all chunks at once (chunk 0 from ``h0``, the others from the empty
+    state, summing their log a) and then folds each chunk's entering state
+    in, ``logaddexp(A_t + carry, out_t)``, a pass with no dependency from row
+    to row (``forward_split``). The backward and the linear scan compose
+    chunk totals, pass the carries between chunks, and re-scan every chunk
+    from its carry. Splitting a sequence and continuing from the last state
     agrees to a few ulp, not bit for bit (the carried error is not part of
     the state a caller sees).
 ``hillis_steele``, ``blelloch``
@@ -39,15 +43,21 @@ channels, read in place) when ``inner >= 16``, else 64 gathered channels.
 
 - One chunk (one pass over memory, the speed of ``sequential``) whenever
   the groups give every thread work ((8, 2048, 512): 8 groups of 512
-  lanes), and on machines with fewer than 4 threads.
-- Several chunks (at least 256 steps each, about 4 units per thread) when
-  fewer groups than threads remain and there are at least 4 threads. The
-  chunk totals redo the scan's math (only the output writes are saved), so
-  ``p`` threads gain at most about ``p/2``. On the 2-core machine splitting
-  did not win where it could have helped: (1, 65536, 64) is one 64-lane
-  group; forward on one thread 3.18 ms vs 8 chunks on 2 threads 3.22 ms in
-  the round-robin benchmark, backward 4.9 ms vs 16.0 ms timed alone
-  (float32).
+  lanes).
+- Log-space forward, fewer groups than threads, at most 64 lanes per group
+  and chunks of at least 4096 steps: the split forward, one chunk per idle
+  thread. One group of few lanes is bound by the latency of the scan (one
+  logaddexp per step on the dependency chain), so scanning the chunks side
+  by side pays even on 2 threads: (1, 65536, 64) float32 2.95 ms against
+  3.31 ms in one chunk, (1, 262144, 32) 8.4 against 10.5. With wide rows or
+  short T it lost ((1, 16384, 256) 3.9 against 3.4 ms, (1, 4096, 64) 0.36
+  against 0.31).
+- Backward and linear scan, fewer groups than threads and at least 4
+  threads: several chunks (at least 256 steps each, about 4 units per
+  thread). Their chunk totals redo the scan's math (only the output writes
+  are saved), so ``p`` threads gain at most about ``p/2``; on the 2-core
+  machine it did not win (backward of (1, 65536, 64): 4.9 ms in one chunk
+  against 16.0 ms in 8, timed alone).
 - The tree methods are never chosen: they make ``log2 T`` passes over a
   whole-sequence tile that does not stay in cache, and lost at every shape
   measured (``tools/bench_numba_cpu.py`` prints them side by side).
@@ -56,20 +66,21 @@ Performance
 -----------
 ``PYTHONPATH=. python tools/bench_numba_cpu.py --repeat 10 --methods
 sequential,chunked`` on the 2-core AVX-512 machine (float32, axis=1, shared
-with other users; ratios from one run, round-robin timing; the second of
-three runs, the others within 10 %):
+with other users; ratios from one run, round-robin timing; the first of
+three runs, the others within 15 %):
 
 ===============  =========  ======  =======  ======  ======  =======  ======
 shape (B, T, D)  method     fwd ms  x loop   % copy  bwd ms  x loop   % copy
 ===============  =========  ======  =======  ======  ======  =======  ======
-(8, 2048, 512)   chunked    3.51    49.6     73%     9.65    22.0     53%
-(8, 2048, 512)   sequential 3.05    57.1     85%     9.60    22.2     54%
-(1, 65536, 64)   chunked    3.16    51.3     40%     6.64    68.9     38%
-(1, 65536, 64)   sequential 2.67    60.8     47%     6.68    68.4     38%
+(8, 2048, 512)   chunked    3.68    50.3     76%     10.36   21.8     54%
+(8, 2048, 512)   sequential 3.34    55.4     84%     10.32   21.9     54%
+(1, 65536, 64)   chunked    2.85    59.5     49%     6.62    71.2     42%
+(1, 65536, 64)   sequential 2.81    60.5     49%     6.56    71.8     42%
 ===============  =========  ======  =======  ======  ======  =======  ======
 
-The compensated state of ``chunked`` (the ``auto`` choice) costs 13-18 %
-of the forward against the plain ``sequential``; backward kernels are the
+The compensated state of ``chunked`` (the ``auto`` choice) costs 10-20 %
+of the forward against the plain ``sequential`` on one chunk; at
+(1, 65536, 64) the split forward wins that back. Backward kernels are the
 same.
 ``x loop``: speed-up over the NumPy loop over T (backward: over its
 forward plus reverse loops); ``% copy``: bytes moved per second (3 arrays
@@ -78,8 +89,8 @@ allocates its two outputs, as the NumPy loop does: at (8, 2048, 512) the
 first touch of those fresh pages is about 4 ms of it. It reads its rows from
 high addresses to low with software prefetch (``_prefetch``; without it the
 reverse pass waited on memory: 12.7 ms and 10.8 ms on the two shapes).
-(1, 65536, 64) is one lane group and runs on one core, latency-bound in the
-forward (one logaddexp per step on the dependency chain).
+(1, 65536, 64) is one lane group: its backward runs on one core, its
+forward on two (the split forward; it then moves the output once more).
 
 Examples
 --------

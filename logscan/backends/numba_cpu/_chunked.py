@@ -29,6 +29,12 @@ per chunk writing both gradients (and ``grad_h0`` from chunk 0).
 
 With one chunk, phases 1 and 2 vanish: a single pass over the data, the
 parallelism coming from the channel groups only.
+
+The log-space forward of a few long sequences uses :func:`forward_split`
+instead: every chunk scanned at once (the later ones from the empty state),
+then each chunk's entering state folded in by a pass with no dependency from
+row to row. It moves the output once more but shortens the scan's latency
+chain by the number of chunks, which is what bounds a group of few lanes.
 """
 
 from __future__ import annotations
