@@ -401,3 +401,29 @@ def test_split_forward_float32_no_decay_at_65536():
     want = reference.scan(log_a, log_b, axis=1)
     got = logscan.scan(log_a.astype(np.float32), log_b.astype(np.float32), axis=1, backend="numba")
     assert (np.abs(got - want) / (1 + np.abs(want))).max() < 1e-6
+
+
+# ----------------------------------------------------------------------------- register transposes (axis=-1 tiles)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_block_transposes_move_every_element_once(dtype):
+    from numba import njit  # noqa: PLC0415
+
+    from logscan.backends.numba_cpu._transpose import VECTOR_BYTES, transpose_in, transpose_out  # noqa: PLC0415
+
+    @njit
+    def there_and_back(memory, offsets, lane0, t, tile, start, width, back):
+        transpose_in(memory, offsets, lane0, t, tile, start, width)
+        transpose_out(tile, start, width, back, offsets, lane0, t)
+
+    size = VECTOR_BYTES // np.dtype(dtype).itemsize
+    T, channels, width = 70, 2 * size + 3, 2 * size
+    memory = np.arange(channels * T, dtype=dtype) + 1
+    offsets = np.random.default_rng(9).permutation(channels).astype(np.int64) * T  # lanes in any order
+    tile = np.zeros(width * size + 5, dtype)
+    back = np.zeros_like(memory)
+    there_and_back(memory, offsets, 3, 11, tile, 5, width, back)
+    for i in range(size):
+        for j in range(size):
+            assert tile[5 + j * width + i] == memory[offsets[3 + i] + 11 + j]
+    touched = back != 0
+    assert touched.sum() == size * size and (back[touched] == memory[touched]).all()

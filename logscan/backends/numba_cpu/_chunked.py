@@ -66,7 +66,9 @@ from logscan.backends.numba_cpu._vmath import FASTMATH, vlogaddexp
 
 _OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
 BLOCK_BYTES = 16384     # rows per block in forward_split: its rows of log a are summed while in L1
-TILE_ELEMENTS = 1024  # lanes * time steps per gathered tile: a few KiB, stays in L1
+# lanes x steps per gathered tile: 32 KiB of float32. With the gather done by register transposes,
+# bigger tiles save per-tile calls ((4096, 2048) along axis -1: forward 9.9 ms at 1024, 7.5 at 8192).
+TILE_ELEMENTS = 8192
 
 # forward geometry rows
 _A, _B, _OUT, _H0 = 0, 1, 2, 3

@@ -8,7 +8,9 @@ are adjacent in memory and the kernel reads them in place ("direct"). In
 the last axis) a group is ``W`` consecutive flattened channels
 ``c = o*inner + i``; their elements are scattered in memory, so the kernel
 gathers a tile ``tile[j*W + lane]`` of a few time steps first (a small
-transpose), computes on it with the lanes adjacent, and scatters results back.
+transpose: whole 64-byte blocks through register shuffles when time is
+contiguous, ``_transpose``), computes on it with the lanes adjacent, and
+scatters results back.
 
 Every buffer is passed as a flat 1-D array over its memory plus a geometry
 row ``(offset, outer stride, time stride, inner stride)`` in elements, so one
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from logscan.backends.numba_cpu._transpose import VECTOR_BYTES, transpose_in, transpose_out
 from logscan.backends.numba_cpu._vmath import FASTMATH
 
 _OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
@@ -60,20 +63,45 @@ def lane_offsets(geo, stream, lane_o, lane_i, n, offsets):
 
 
 @njit(**_OPTS)
+def _blocks(memory, time_stride, W, n, steps):
+    """(lanes, steps) covered by whole vector blocks (:mod:`._transpose`), when time is contiguous."""
+    size = VECTOR_BYTES // memory.itemsize
+    if time_stride != 1 or W % size != 0:
+        return 0, 0
+    return n - n % size, steps - steps % size
+
+
+@njit(**_OPTS)
 def gather(memory, offsets, time_stride, t0, tile, W, n, steps):
-    """tile[j*W + lane] = memory[offsets[lane] + (t0 + j)*time_stride] for j < steps."""
+    """tile[j*W + lane] = memory[offsets[lane] + (t0 + j)*time_stride] for j < steps.
+
+    Where time is contiguous, whole blocks of lanes x steps go through
+    register transposes; the rest element by element.
+    """
+    size = VECTOR_BYTES // memory.itemsize
+    block_lanes, block_steps = _blocks(memory, time_stride, W, n, steps)
+    for lane0 in range(0, block_lanes, size):
+        for j0 in range(0, block_steps, size):
+            transpose_in(memory, offsets, lane0, t0 + j0, tile, j0 * W + lane0, W)
     for lane in range(n):
         base = offsets[lane] + t0 * time_stride
-        for j in range(steps):
+        first = block_steps if lane < block_lanes else 0
+        for j in range(first, steps):
             tile[j * W + lane] = memory[base + j * time_stride]
 
 
 @njit(**_OPTS)
 def scatter(tile, memory, offsets, time_stride, t0, W, n, steps):
     """The inverse of :func:`gather`."""
+    size = VECTOR_BYTES // memory.itemsize
+    block_lanes, block_steps = _blocks(memory, time_stride, W, n, steps)
+    for lane0 in range(0, block_lanes, size):
+        for j0 in range(0, block_steps, size):
+            transpose_out(tile, j0 * W + lane0, W, memory, offsets, lane0, t0 + j0)
     for lane in range(n):
         base = offsets[lane] + t0 * time_stride
-        for j in range(steps):
+        first = block_steps if lane < block_lanes else 0
+        for j in range(first, steps):
             memory[base + j * time_stride] = tile[j * W + lane]
 
 
