@@ -82,6 +82,18 @@ def _chunk_bounds(T, n_chunks):
     return length, (T + length - 1) // length
 
 
+@njit(**_OPTS)
+def _group(geo, n_streams, group, outer, inner, W, rows_mode):
+    """(lanes, lane_o, lane_i, offsets) of one lane group; ``offsets[s]`` for geometry rows ``s < n_streams``."""
+    lane_o = np.empty(W, np.int64)
+    lane_i = np.empty(W, np.int64)
+    n = group_lanes(group, outer, inner, W, rows_mode, lane_o, lane_i)
+    offsets = np.empty((n_streams, W), np.int64)
+    for stream in range(n_streams):
+        lane_offsets(geo, stream, lane_o, lane_i, n, offsets[stream])
+    return n, lane_o, lane_i, offsets
+
+
 @njit(parallel=True, cache=True, **_OPTS)
 def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, direct, n_chunks,
             workspace, identity_a, identity_b):
@@ -98,13 +110,8 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
     if n_chunks > 1:
         for unit in prange(n_groups * (n_chunks - 1)):
             group, chunk = unit // (n_chunks - 1), unit % (n_chunks - 1)
-            lane_o = np.empty(W, np.int64)
-            lane_i = np.empty(W, np.int64)
-            n = group_lanes(group, outer, inner, W, rows_mode, lane_o, lane_i)
-            off_a = np.empty(W, np.int64)
-            off_b = np.empty(W, np.int64)
-            lane_offsets(geo, _A, lane_o, lane_i, n, off_a)
-            lane_offsets(geo, _B, lane_o, lane_i, n, off_b)
+            n, lane_o, lane_i, offsets = _group(geo, 2, group, outer, inner, W, rows_mode)
+            off_a, off_b = offsets[_A], offsets[_B]
             total_a = np.full(W, identity_a, dtype)
             total_b = np.full(W, identity_b, dtype)
             total_b_low = np.zeros(W, dtype)
@@ -145,15 +152,8 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
     # ---------------------------------------------------------------- re-scan with carries
     for unit in prange(n_groups * n_chunks):
         group, chunk = unit // n_chunks, unit % n_chunks
-        lane_o = np.empty(W, np.int64)
-        lane_i = np.empty(W, np.int64)
-        n = group_lanes(group, outer, inner, W, rows_mode, lane_o, lane_i)
-        off_a = np.empty(W, np.int64)
-        off_b = np.empty(W, np.int64)
-        off_out = np.empty(W, np.int64)
-        lane_offsets(geo, _A, lane_o, lane_i, n, off_a)
-        lane_offsets(geo, _B, lane_o, lane_i, n, off_b)
-        lane_offsets(geo, _OUT, lane_o, lane_i, n, off_out)
+        n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, rows_mode)
+        off_a, off_b, off_out = offsets[_A], offsets[_B], offsets[_OUT]
         h = np.empty(W, dtype)
         h_low = np.zeros(W, dtype)
         if chunk == 0:
@@ -210,15 +210,8 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
     # ---------------------------------------------------------------- 1. all chunks at once
     for unit in prange(n_groups * n_chunks):
         group, chunk = unit // n_chunks, unit % n_chunks
-        lane_o = np.empty(W, np.int64)
-        lane_i = np.empty(W, np.int64)
-        n = group_lanes(group, outer, inner, W, True, lane_o, lane_i)
-        off_a = np.empty(W, np.int64)
-        off_b = np.empty(W, np.int64)
-        off_out = np.empty(W, np.int64)
-        lane_offsets(geo, _A, lane_o, lane_i, n, off_a)
-        lane_offsets(geo, _B, lane_o, lane_i, n, off_b)
-        lane_offsets(geo, _OUT, lane_o, lane_i, n, off_out)
+        n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, True)
+        off_a, off_b, off_out = offsets[_A], offsets[_B], offsets[_OUT]
         h = np.full(W, neg_inf, dtype)
         h_low = np.zeros(W, dtype)
         if chunk == 0:
@@ -256,13 +249,8 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
     for unit in prange(n_groups * (n_chunks - 1) * pieces):
         group, rest = unit // ((n_chunks - 1) * pieces), unit % ((n_chunks - 1) * pieces)
         chunk, piece = 1 + rest // pieces, rest % pieces
-        lane_o = np.empty(W, np.int64)
-        lane_i = np.empty(W, np.int64)
-        n = group_lanes(group, outer, inner, W, True, lane_o, lane_i)
-        off_a = np.empty(W, np.int64)
-        off_out = np.empty(W, np.int64)
-        lane_offsets(geo, _A, lane_o, lane_i, n, off_a)
-        lane_offsets(geo, _OUT, lane_o, lane_i, n, off_out)
+        n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, True)
+        off_a, off_out = offsets[_A], offsets[_OUT]
         c0 = lane_o[0] * inner + lane_i[0]
         carry = np.empty(W, dtype)
         total = np.empty(W, dtype)
@@ -357,12 +345,7 @@ def backward(space, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo, has_h0, outer,
     if n_chunks > 1:
         for unit in prange(n_groups * (n_chunks - 1)):
             group, chunk = unit // (n_chunks - 1), 1 + unit % (n_chunks - 1)
-            lane_o = np.empty(W, np.int64)
-            lane_i = np.empty(W, np.int64)
-            n = group_lanes(group, outer, inner, W, rows_mode, lane_o, lane_i)
-            lane_offs = np.empty((6, W), np.int64)
-            for stream in range(6):
-                lane_offsets(geo, stream, lane_o, lane_i, n, lane_offs[stream])
+            n, lane_o, lane_i, lane_offs = _group(geo, 6, group, outer, inner, W, rows_mode)
             product = np.ones(W, dtype)
             carry = np.full(W, zero, dtype)
             tiles = np.empty((1, 1), dtype) if direct else np.empty((7, W * tile_steps), dtype)
@@ -385,12 +368,7 @@ def backward(space, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo, has_h0, outer,
     # ---------------------------------------------------------------- fused reverse pass per chunk
     for unit in prange(n_groups * n_chunks):
         group, chunk = unit // n_chunks, unit % n_chunks
-        lane_o = np.empty(W, np.int64)
-        lane_i = np.empty(W, np.int64)
-        n = group_lanes(group, outer, inner, W, rows_mode, lane_o, lane_i)
-        lane_offs = np.empty((6, W), np.int64)
-        for stream in range(6):
-            lane_offsets(geo, stream, lane_o, lane_i, n, lane_offs[stream])
+        n, lane_o, lane_i, lane_offs = _group(geo, 6, group, outer, inner, W, rows_mode)
         carry = np.full(W, zero, dtype)
         if chunk < n_chunks - 1:
             for lane in range(n):
