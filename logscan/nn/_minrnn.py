@@ -1,8 +1,15 @@
-"""What minGRU and minLSTM share: one fused input projection, the log-space scan, and their backward.
+r"""What minGRU and minLSTM share: one fused input projection, the gated mixture, the log-space scan.
 
 Both cells project ``x`` with several ``(d_in, d_hidden)`` weights. They are
 multiplied as one ``(d_in, k * d_hidden)`` matrix (one large GEMM instead of
 ``k`` small ones); the gate pre-activations are then views of that product.
+
+Both are then the same gated mixture of the past and a candidate, with a
+logit ``s`` (minGRU: ``s = k``; minLSTM: ``s = softplus(-f) - softplus(-i)``):
+
+.. math:: h_t = \sigma(-s_t) h_{t-1} + \sigma(s_t) g(\tilde h_t),\qquad
+          \log a_t = -\operatorname{softplus}(s_t),\quad
+          \log b_t = \log g(\tilde h_t) + s_t + \log a_t.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import numpy as np
 
 import logscan
 from logscan.nn import _checks
+from logscan.nn._logspace import g, log_g, log_g_derivative, sigmoid, softplus
 from logscan.nn._xp import array_module
 
 
@@ -82,6 +90,64 @@ def project_backward(params, names, x, grad_pre):
         grads["bias_" + name] = grad_bias[k * d_hidden:(k + 1) * d_hidden]
     grad_x = (flat_grad @ weight.T).reshape(x.shape)
     return grads, grad_x
+
+
+def check_inputs(caller, params, names, x, state, *, step):
+    """``(d_hidden, state)`` after checking params, ``x`` and the state of a forward (``step=False``) or a step.
+
+    The forward takes ``x`` (B, T, d_in) and ``log_h0`` (``-inf`` allowed); a
+    step takes ``x_t`` (B, d_in) and ``h_prev``.
+    """
+    d_in, d_hidden, dtype = infer_sizes(caller, params, names)
+    if step:
+        _checks.check_sequence(caller, "x_t", x, dtype, d_in, ndim=2, layout="(batch, d_in)")
+        state = _checks.check_state(caller, "h_prev", state, dtype, (x.shape[0], d_hidden))
+    else:
+        _checks.check_sequence(caller, "x", x, dtype, d_in)
+        state = _checks.check_state(caller, "log_h0", state, dtype, (x.shape[0], d_hidden), allow_neg_inf=True)
+    return d_hidden, state
+
+
+def mixture_coefficients(s, candidate):
+    """``(log a, log b)`` of the gated mixture with logit ``s`` (new arrays; ``s`` and ``candidate`` kept)."""
+    log_a = softplus(s)
+    log_a *= -1                       # log sigma(-s) = -softplus(s)
+    log_b = log_g(candidate)
+    log_b += s
+    log_b += log_a                    # log sigma(s) = s - softplus(s)
+    return log_a, log_b
+
+
+def logit_backward(grad_log_a, grad_log_b, log_a, s, out):
+    """The logit's gradient through :func:`mixture_coefficients`, written to ``out`` (which may be ``s``).
+
+    ``log_a`` is overwritten (with ``sigma(s)``); ``s`` is read before ``out``
+    is written. No temporaries: callers free ``log_a`` (and ``grad_log_a``
+    when ``out`` is not it) before :func:`candidate_backward` allocates one.
+    """
+    xp = array_module(grad_log_a)
+    weight = log_a
+    weight += s
+    xp.exp(weight, out=weight)        # sigma(s) = exp(log sigma(-s) + s)
+    # d log a / ds = -sigma(s), d log b / ds = 1 - sigma(s)
+    xp.add(grad_log_a, grad_log_b, out=out)
+    out *= weight
+    xp.subtract(grad_log_b, out, out=out)
+    return out
+
+
+def candidate_backward(grad_log_b, candidate):
+    """The candidate's gradient through :func:`mixture_coefficients`, in ``grad_log_b``'s buffer."""
+    grad_log_b *= log_g_derivative(candidate)
+    return grad_log_b
+
+
+def mixture_step(s, candidate, h_prev):
+    """One step of the gated mixture on ``h`` itself; ``h_prev`` None means 0."""
+    h = sigmoid(s) * g(candidate)
+    if h_prev is not None:
+        h += sigmoid(s, negate=True) * h_prev
+    return h
 
 
 def scan_forward(log_a, log_b, log_h0):

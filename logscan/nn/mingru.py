@@ -36,9 +36,7 @@ True
 
 from __future__ import annotations
 
-from logscan.nn import _checks, _minrnn
-from logscan.nn._logspace import g, log_g, log_g_derivative, sigmoid, softplus
-from logscan.nn._xp import array_module
+from logscan.nn import _minrnn
 
 GATES = ("gate", "candidate")
 
@@ -78,17 +76,10 @@ def mingru_forward(params, x, *, log_h0=None):
     cache : dict
         What :func:`mingru_backward` needs.
     """
-    caller = "mingru_forward"
-    d_in, d_hidden, dtype = _minrnn.infer_sizes(caller, params, GATES)
-    _checks.check_sequence(caller, "x", x, dtype, d_in)
-    log_h0 = _checks.check_state(caller, "log_h0", log_h0, dtype, (x.shape[0], d_hidden), allow_neg_inf=True)
+    d_hidden, log_h0 = _minrnn.check_inputs("mingru_forward", params, GATES, x, log_h0, step=False)
     pre = _minrnn.project(params, GATES, x)
     k, candidate = pre[..., :d_hidden], pre[..., d_hidden:]
-    log_a = softplus(k)
-    log_a *= -1                       # log(1 - z) = -softplus(k)
-    log_b = log_g(candidate)
-    log_b += k
-    log_b += log_a                    # log z = -softplus(-k) = k - softplus(k)
+    log_a, log_b = _minrnn.mixture_coefficients(k, candidate)   # the logit is k itself
     log_h, h = _minrnn.scan_forward(log_a, log_b, log_h0)
     cache = {"x": x, "pre": pre, "log_a": log_a, "log_b": log_b, "log_h": log_h, "h": h, "log_h0": log_h0}
     return h, cache
@@ -119,24 +110,13 @@ def mingru_backward(params, cache, grad_h):
     taken = _minrnn.take_cache(caller, cache, grad_h)
     d_hidden = grad_h.shape[-1]
     grad_log_a, grad_log_b, grad_log_h0 = _minrnn.scan_backward(taken, grad_h)
-    xp = array_module(grad_log_a)
     # The cached buffers become the gradients' (the pre-activations end as their gradient).
     grad_pre = taken.pop("pre")
     k, candidate = grad_pre[..., :d_hidden], grad_pre[..., d_hidden:]
-    z = taken.pop("log_a")
-    z += k
-    xp.exp(z, out=z)                  # z = sigmoid(k) = exp(log(1 - z) + k)
-    # d log a / dk = -z, d log z / dk = 1 - z: grad_k = grad_log_b - (grad_log_a + grad_log_b) z
-    grad_k = grad_log_a
-    grad_k += grad_log_b
-    grad_k *= z
-    xp.subtract(grad_log_b, grad_k, out=grad_k)
-    del z
-    grad_candidate = grad_log_b
-    grad_candidate *= log_g_derivative(candidate)
-    k[...] = grad_k
-    candidate[...] = grad_candidate
-    del grad_k, grad_candidate, grad_log_a, grad_log_b
+    k[...] = _minrnn.logit_backward(grad_log_a, grad_log_b, taken.pop("log_a"), k, out=grad_log_a)
+    del grad_log_a
+    candidate[...] = _minrnn.candidate_backward(grad_log_b, candidate)
+    del grad_log_b
     grads, grad_x = _minrnn.project_backward(params, GATES, taken["x"], grad_pre)
     return grads, grad_x, grad_log_h0
 
@@ -155,13 +135,7 @@ def mingru_step(params, x_t, h_prev=None):
     -------
     h_t : array, shape (B, d_hidden)
     """
-    caller = "mingru_step"
-    d_in, d_hidden, dtype = _minrnn.infer_sizes(caller, params, GATES)
-    _checks.check_sequence(caller, "x_t", x_t, dtype, d_in, ndim=2, layout="(batch, d_in)")
-    h_prev = _checks.check_state(caller, "h_prev", h_prev, dtype, (x_t.shape[0], d_hidden))
+    d_hidden, h_prev = _minrnn.check_inputs("mingru_step", params, GATES, x_t, h_prev, step=True)
     pre = _minrnn.project(params, GATES, x_t)
-    k, candidate = pre[..., :d_hidden], pre[..., d_hidden:]
-    h = sigmoid(k) * g(candidate)
-    if h_prev is not None:
-        h += sigmoid(k, negate=True) * h_prev
+    h = _minrnn.mixture_step(pre[..., :d_hidden], pre[..., d_hidden:], h_prev)
     return h

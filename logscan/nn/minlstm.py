@@ -33,9 +33,8 @@ True
 
 from __future__ import annotations
 
-from logscan.nn import _checks, _minrnn
-from logscan.nn._logspace import g, log_g, log_g_derivative, sigmoid, softplus
-from logscan.nn._xp import array_module
+from logscan.nn import _minrnn
+from logscan.nn._logspace import sigmoid, softplus
 
 GATES = ("forget", "input", "candidate")
 
@@ -47,6 +46,13 @@ def minlstm_init(d_in, d_hidden, *, rng=None, dtype="float32"):
 
 def _split(pre, d_hidden):
     return pre[..., :d_hidden], pre[..., d_hidden:2 * d_hidden], pre[..., 2 * d_hidden:]
+
+
+def _logit(forget, input_):
+    """The mixture's logit ``d = softplus(-f) - softplus(-i)``: ``f' = sigma(-d)``, ``i' = sigma(d)``."""
+    d = softplus(forget, negate=True)
+    d -= softplus(input_, negate=True)
+    return d
 
 
 def minlstm_forward(params, x, *, log_h0=None):
@@ -65,19 +71,11 @@ def minlstm_forward(params, x, *, log_h0=None):
     h : array, shape (B, T, d_hidden)
     cache : dict
     """
-    caller = "minlstm_forward"
-    d_in, d_hidden, dtype = _minrnn.infer_sizes(caller, params, GATES)
-    _checks.check_sequence(caller, "x", x, dtype, d_in)
-    log_h0 = _checks.check_state(caller, "log_h0", log_h0, dtype, (x.shape[0], d_hidden), allow_neg_inf=True)
+    d_hidden, log_h0 = _minrnn.check_inputs("minlstm_forward", params, GATES, x, log_h0, step=False)
     pre = _minrnn.project(params, GATES, x)
     forget, input_, candidate = _split(pre, d_hidden)
-    d = softplus(forget, negate=True)
-    d -= softplus(input_, negate=True)
-    log_a = softplus(d)
-    log_a *= -1                       # log f' = -softplus(d)
-    log_b = log_g(candidate)
-    log_b += d
-    log_b += log_a                    # log i' = -softplus(-d) = d - softplus(d)
+    d = _logit(forget, input_)
+    log_a, log_b = _minrnn.mixture_coefficients(d, candidate)
     log_h, h = _minrnn.scan_forward(log_a, log_b, log_h0)
     cache = {"x": x, "pre": pre, "d": d, "log_a": log_a, "log_b": log_b, "log_h": log_h, "h": h,
              "log_h0": log_h0}
@@ -101,24 +99,14 @@ def minlstm_backward(params, cache, grad_h):
     taken = _minrnn.take_cache(caller, cache, grad_h)
     d_hidden = grad_h.shape[-1]
     grad_log_a, grad_log_b, grad_log_h0 = _minrnn.scan_backward(taken, grad_h)
-    xp = array_module(grad_log_a)
     # The cached buffers become the gradients' (the pre-activations end as their gradient).
     grad_pre = taken.pop("pre")
     forget, input_, candidate = _split(grad_pre, d_hidden)
     d = taken.pop("d")
-    sigmoid_d = taken.pop("log_a")
-    sigmoid_d += d
-    xp.exp(sigmoid_d, out=sigmoid_d)  # sigmoid(d) = exp(log f' + d)
-    # d log f' / dd = -sigmoid(d), d log i' / dd = 1 - sigmoid(d)
-    grad_d = d
-    xp.add(grad_log_a, grad_log_b, out=grad_d)
-    grad_d *= sigmoid_d
-    xp.subtract(grad_log_b, grad_d, out=grad_d)
-    del sigmoid_d, grad_log_a
-    grad_candidate = grad_log_b
-    grad_candidate *= log_g_derivative(candidate)
-    candidate[...] = grad_candidate
-    del grad_candidate, grad_log_b
+    grad_d = _minrnn.logit_backward(grad_log_a, grad_log_b, taken.pop("log_a"), d, out=d)
+    del grad_log_a
+    candidate[...] = _minrnn.candidate_backward(grad_log_b, candidate)
+    del grad_log_b
     # dd / d forget = -sigmoid(-forget), dd / d input = sigmoid(-input)
     input_[...] = sigmoid(input_, negate=True)
     input_ *= grad_d
@@ -144,13 +132,7 @@ def minlstm_step(params, x_t, h_prev=None):
     -------
     h_t : array, shape (B, d_hidden)
     """
-    caller = "minlstm_step"
-    d_in, d_hidden, dtype = _minrnn.infer_sizes(caller, params, GATES)
-    _checks.check_sequence(caller, "x_t", x_t, dtype, d_in, ndim=2, layout="(batch, d_in)")
-    h_prev = _checks.check_state(caller, "h_prev", h_prev, dtype, (x_t.shape[0], d_hidden))
+    d_hidden, h_prev = _minrnn.check_inputs("minlstm_step", params, GATES, x_t, h_prev, step=True)
     forget, input_, candidate = _split(_minrnn.project(params, GATES, x_t), d_hidden)
-    d = softplus(forget, negate=True) - softplus(input_, negate=True)
-    h = sigmoid(d) * g(candidate)
-    if h_prev is not None:
-        h += sigmoid(d, negate=True) * h_prev
+    h = _minrnn.mixture_step(_logit(forget, input_), candidate, h_prev)
     return h
