@@ -128,6 +128,20 @@ def add_carry_steps(a, a_off, a_ts, out, out_off, out_ts, carry, total, low, n, 
             ro[i] = vlogaddexp(total[i] + carry[i], ro[i])
 
 
+@njit(fastmath=FASTMATH, error_model="numpy", boundscheck=False, forceinline=True)
+def _log_weights(ra, rhp, rh, w_row, n, zero, neg_inf):
+    """w_row = exp(log_a + log h_{t-1} - log h_t): the share of h_t that came from the past, in [0, 1].
+
+    log h_{t-1} - log h_t first: the two are close where the past dominates,
+    so the difference is exact and w keeps full precision however large
+    |log h| is. h_t = 0 passes no gradient back (and -inf - -inf must not
+    leak a nan).
+    """
+    for i in range(n):
+        w = vexp(ra[i] + (rhp[i] - rh[i]))
+        w_row[i] = zero if rh[i] == neg_inf else w
+
+
 @njit(**_OPTS)
 def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_off, h_ts,
                    h_prev, hp_off, hp_ts, grad_a, ga_off, ga_ts, grad_b, gb_off, gb_ts, carry, scratch, n, steps,
@@ -168,12 +182,7 @@ def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_o
         if space == LOG:
             rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
             rh = h[h_off + j * h_ts: h_off + j * h_ts + n]
-            # log h_{t-1} - log h_t first: the two are close where the past dominates, so the
-            # difference is exact and w keeps full precision however large |log h| is.
-            # h_t = 0 passes no gradient back (and -inf - -inf must not leak a nan)
-            for i in range(n):
-                w = vexp(ra[i] + (rhp[i] - rh[i]))
-                w_row[i] = zero if rh[i] == neg_inf else w
+            _log_weights(ra, rhp, rh, w_row, n, zero, neg_inf)
             for i in range(n):
                 v = vexp(rb[i] - rh[i])
                 v_row[i] = zero if rh[i] == neg_inf else v
@@ -222,9 +231,7 @@ def backward_total(space, g, g_off, g_ts, a, a_off, a_ts, h, h_off, h_ts, h_prev
         if space == LOG:
             rh = h[h_off + j * h_ts: h_off + j * h_ts + n]
             rhp = h_prev[hp_off + j * hp_ts: hp_off + j * hp_ts + n]
-            for i in range(n):
-                w = vexp(ra[i] + (rhp[i] - rh[i]))
-                w_row[i] = zero if rh[i] == neg_inf else w
+            _log_weights(ra, rhp, rh, w_row, n, zero, neg_inf)
             for i in range(n):
                 carry[i] = (rg[i] + carry[i]) * w_row[i]
                 product[i] *= w_row[i]

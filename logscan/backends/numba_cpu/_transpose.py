@@ -73,27 +73,47 @@ def _pointer(context, builder, array_type, value, index):
     return builder.gep(data, [index])
 
 
+def _lane_rows(context, builder, ty_mem, memory, offsets_type, offsets, lane0, t, size):
+    """Addresses of ``memory[offsets[lane0 + i] + t]``, ``i < size``: one row of steps per lane."""
+    rows = []
+    for i in range(size):
+        lane = builder.add(lane0, ir.Constant(lane0.type, i))
+        offset = builder.load(_pointer(context, builder, offsets_type, offsets, lane))
+        rows.append(_pointer(context, builder, ty_mem, memory, builder.add(offset, t)))
+    return rows
+
+
+def _tile_rows(context, builder, ty_tile, tile, start, width, size):
+    """Addresses of ``tile[start + j*width]``, ``j < size``: one row of lanes per step."""
+    return [_pointer(context, builder, ty_tile, tile,
+                     builder.add(start, builder.mul(width, ir.Constant(width.type, j)))) for j in range(size)]
+
+
+def _move_transposed(context, builder, dtype, sources, targets):
+    """Load a vector from each source address, transpose the block, store row ``k`` at ``targets[k]``."""
+    vector_ptr = ir.VectorType(context.get_value_type(dtype), len(sources)).as_pointer()
+    align = dtype.bitwidth // 8
+    rows = [builder.load(builder.bitcast(address, vector_ptr), align=align) for address in sources]
+    for address, row in zip(targets, _transposed(builder, rows), strict=True):
+        builder.store(row, builder.bitcast(address, vector_ptr), align=align)
+
+
+def _typed(memory, offsets, tile):
+    return _float_arrays(memory, tile) and isinstance(offsets, types.Array) and offsets.dtype == types.int64
+
+
 @intrinsic
 def transpose_in(typingctx, memory, offsets, lane0, t, tile, tile_start, W):
-    if not (_float_arrays(memory, tile) and isinstance(offsets, types.Array)
-            and offsets.dtype == types.int64):
+    if not _typed(memory, offsets, tile):
         return None
     size = _lanes(memory.dtype)
 
     def codegen(context, builder, signature, args):
         memory_v, offsets_v, lane0_v, t_v, tile_v, start_v, width_v = args
         ty_mem, ty_off, _, _, ty_tile, _, _ = signature.args
-        vector_ptr = ir.VectorType(context.get_value_type(ty_mem.dtype), size).as_pointer()
-        rows = []
-        for i in range(size):
-            lane = builder.add(lane0_v, ir.Constant(lane0_v.type, i))
-            offset = builder.load(_pointer(context, builder, ty_off, offsets_v, lane))
-            source = _pointer(context, builder, ty_mem, memory_v, builder.add(offset, t_v))
-            rows.append(builder.load(builder.bitcast(source, vector_ptr), align=ty_mem.dtype.bitwidth // 8))
-        for j, row in enumerate(_transposed(builder, rows)):
-            at = builder.add(start_v, builder.mul(width_v, ir.Constant(width_v.type, j)))
-            target = _pointer(context, builder, ty_tile, tile_v, at)
-            builder.store(row, builder.bitcast(target, vector_ptr), align=ty_mem.dtype.bitwidth // 8)
+        _move_transposed(context, builder, ty_mem.dtype,
+                         _lane_rows(context, builder, ty_mem, memory_v, ty_off, offsets_v, lane0_v, t_v, size),
+                         _tile_rows(context, builder, ty_tile, tile_v, start_v, width_v, size))
         return context.get_dummy_value()
 
     return types.void(memory, offsets, lane0, t, tile, tile_start, W), codegen
@@ -101,25 +121,16 @@ def transpose_in(typingctx, memory, offsets, lane0, t, tile, tile_start, W):
 
 @intrinsic
 def transpose_out(typingctx, tile, tile_start, W, memory, offsets, lane0, t):
-    if not (_float_arrays(memory, tile) and isinstance(offsets, types.Array)
-            and offsets.dtype == types.int64):
+    if not _typed(memory, offsets, tile):
         return None
     size = _lanes(memory.dtype)
 
     def codegen(context, builder, signature, args):
         tile_v, start_v, width_v, memory_v, offsets_v, lane0_v, t_v = args
         ty_tile, _, _, ty_mem, ty_off, _, _ = signature.args
-        vector_ptr = ir.VectorType(context.get_value_type(ty_mem.dtype), size).as_pointer()
-        rows = []
-        for j in range(size):
-            at = builder.add(start_v, builder.mul(width_v, ir.Constant(width_v.type, j)))
-            source = _pointer(context, builder, ty_tile, tile_v, at)
-            rows.append(builder.load(builder.bitcast(source, vector_ptr), align=ty_mem.dtype.bitwidth // 8))
-        for i, row in enumerate(_transposed(builder, rows)):
-            lane = builder.add(lane0_v, ir.Constant(lane0_v.type, i))
-            offset = builder.load(_pointer(context, builder, ty_off, offsets_v, lane))
-            target = _pointer(context, builder, ty_mem, memory_v, builder.add(offset, t_v))
-            builder.store(row, builder.bitcast(target, vector_ptr), align=ty_mem.dtype.bitwidth // 8)
+        _move_transposed(context, builder, ty_mem.dtype,
+                         _tile_rows(context, builder, ty_tile, tile_v, start_v, width_v, size),
+                         _lane_rows(context, builder, ty_mem, memory_v, ty_off, offsets_v, lane0_v, t_v, size))
         return context.get_dummy_value()
 
     return types.void(tile, tile_start, W, memory, offsets, lane0, t), codegen
