@@ -117,39 +117,76 @@ def _block_scan(space, lanes, rows, shuffle):
     return make_block_scan_shared(space, lanes, rows)
 
 
-def make_reduce(space, lanes, rows, chunk, shuffle):
-    """Kernel ``(a, b, agg_a, agg_b, outer, T, inner, tiles)``: each tile's total pair."""
-    compose = space.compose
-    dtype = space.nb_dtype
-    identity_a, identity_b = space.identity
-    block_scan = _block_scan(space, lanes, rows, shuffle)
-    threads = lanes * rows
+def make_tile_position(lanes, rows, chunk):
+    """Device fn ``(blk, lane, row, outer, inner, tiles) -> (j, c, valid, o, i, t0)``.
+
+    Block ``blk`` is tile ``j`` of channel group ``blk // tiles``; thread
+    ``(lane, row)`` owns channel ``c = (o, i)`` (``valid`` when it exists) and
+    the chunk starting at step ``t0``.
+    """
     tile = rows * chunk
 
-    def chunked_reduce(a, b, agg_a, agg_b, outer, T, inner, tiles):
-        shared_a = cuda.shared.array(threads, dtype)
-        shared_b = cuda.shared.array(threads, dtype)
-        lane = cuda.threadIdx.x
-        row = cuda.threadIdx.y
-        blk = int64(cuda.blockIdx.x)
+    @cuda.jit(device=True, inline=True)
+    def tile_position(blk, lane, row, outer, inner, tiles):
         group = blk // tiles
         j = blk - group * tiles
         c = group * lanes + lane
         valid = c < outer * inner
         o = c // inner
         i = c - o * inner
-        t0 = j * tile + row * chunk
-        ra = cuda.local.array(chunk, dtype)
-        rb = cuda.local.array(chunk, dtype)
-        # ---- chunk in registers: loads first, then the composition
+        return j, c, valid, o, i, j * tile + row * chunk
+
+    return tile_position
+
+
+def make_load_chunk(chunk):
+    """Device fn ``(a, b, ra, rb, o, i, t0, T, valid)``: the chunk's steps into registers, every load first."""
+
+    @cuda.jit(device=True, inline=True)
+    def load_chunk(a, b, ra, rb, o, i, t0, T, valid):
         for k in range(chunk):
             if valid and t0 + k < T:
                 ra[k] = a[o, t0 + k, i]
                 rb[k] = b[o, t0 + k, i]
+
+    return load_chunk
+
+
+def make_chunk_total(space, chunk):
+    """Device fn ``(ra, rb, t0, T, valid) -> pair``: the chunk's pairs (in registers) composed into one."""
+    compose = space.compose
+    identity_a, identity_b = space.identity
+
+    @cuda.jit(device=True, inline=True)
+    def chunk_total(ra, rb, t0, T, valid):
         x_a, x_b = identity_a, identity_b
         for k in range(chunk):
             if valid and t0 + k < T:
                 x_a, x_b = compose(x_a, x_b, ra[k], rb[k])
+        return x_a, x_b
+
+    return chunk_total
+
+
+def make_reduce(space, lanes, rows, chunk, shuffle):
+    """Kernel ``(a, b, agg_a, agg_b, outer, T, inner, tiles)``: each tile's total pair."""
+    dtype = space.nb_dtype
+    block_scan = _block_scan(space, lanes, rows, shuffle)
+    tile_position = make_tile_position(lanes, rows, chunk)
+    load_chunk, chunk_total = make_load_chunk(chunk), make_chunk_total(space, chunk)
+    threads = lanes * rows
+
+    def chunked_reduce(a, b, agg_a, agg_b, outer, T, inner, tiles):
+        shared_a = cuda.shared.array(threads, dtype)
+        shared_b = cuda.shared.array(threads, dtype)
+        lane = cuda.threadIdx.x
+        row = cuda.threadIdx.y
+        j, c, valid, o, i, t0 = tile_position(int64(cuda.blockIdx.x), lane, row, outer, inner, tiles)
+        ra = cuda.local.array(chunk, dtype)
+        rb = cuda.local.array(chunk, dtype)
+        # ---- chunk in registers: loads first, then the composition
+        load_chunk(a, b, ra, rb, o, i, t0, T, valid)
+        x_a, x_b = chunk_total(ra, rb, t0, T, valid)
         # ---- chunk totals combined across the block
         ex_a, ex_b, total_a, total_b = block_scan(shared_a, shared_b, x_a, x_b, lane, row)
         if valid and row == rows - 1:
@@ -164,37 +201,25 @@ def make_scan(space, lanes, rows, chunk, shuffle):
 
     ``states[o, j - 1, i]`` is the state at the end of tile ``j - 1`` (read only when ``tiles > 1``).
     """
-    compose, apply = space.compose, space.apply
+    apply = space.apply
     dtype = space.nb_dtype
-    identity_a, identity_b = space.identity
+    identity_b = space.identity[1]
     block_scan = _block_scan(space, lanes, rows, shuffle)
+    tile_position = make_tile_position(lanes, rows, chunk)
+    load_chunk, chunk_total = make_load_chunk(chunk), make_chunk_total(space, chunk)
     threads = lanes * rows
-    tile = rows * chunk
 
     def chunked_scan(a, b, h0, has_h0, out, states, outer, T, inner, tiles):
         shared_a = cuda.shared.array(threads, dtype)
         shared_b = cuda.shared.array(threads, dtype)
         lane = cuda.threadIdx.x
         row = cuda.threadIdx.y
-        blk = int64(cuda.blockIdx.x)
-        group = blk // tiles
-        j = blk - group * tiles
-        c = group * lanes + lane
-        valid = c < outer * inner
-        o = c // inner
-        i = c - o * inner
-        t0 = j * tile + row * chunk
+        j, c, valid, o, i, t0 = tile_position(int64(cuda.blockIdx.x), lane, row, outer, inner, tiles)
         ra = cuda.local.array(chunk, dtype)
         rb = cuda.local.array(chunk, dtype)
         # ---- chunk in registers
-        for k in range(chunk):
-            if valid and t0 + k < T:
-                ra[k] = a[o, t0 + k, i]
-                rb[k] = b[o, t0 + k, i]
-        x_a, x_b = identity_a, identity_b
-        for k in range(chunk):
-            if valid and t0 + k < T:
-                x_a, x_b = compose(x_a, x_b, ra[k], rb[k])
+        load_chunk(a, b, ra, rb, o, i, t0, T, valid)
+        x_a, x_b = chunk_total(ra, rb, t0, T, valid)
         # ---- chunk carries: block-level scan of the chunk totals
         ex_a, ex_b, total_a, total_b = block_scan(shared_a, shared_b, x_a, x_b, lane, row)
         # ---- fix-up: state entering this chunk, then the chunk again from registers

@@ -26,11 +26,10 @@ Traffic: the first pass reads 3 arrays, the second reads 4 and writes 2
 
 from __future__ import annotations
 
-import math
-
 from numba import cuda, int64
 
-from .chunked import _block_scan
+from ._elementwise import make_log_weight
+from .chunked import _block_scan, make_chunk_total, make_tile_position
 
 
 def _loaders(space):
@@ -38,11 +37,7 @@ def _loaders(space):
     zero, neg_inf = space.zero, space.neg_inf
 
     if space.name == "log":
-        @cuda.jit(device=True, inline=True)
-        def weight(log_num, log_h):
-            if log_h == neg_inf:
-                return zero
-            return math.exp(log_num - log_h)
+        weight = make_log_weight(space)
 
         @cuda.jit(device=True, inline=True)
         def load_pair(g, a, h, o, s, i):
@@ -96,36 +91,25 @@ def _loaders(space):
 
 def make_reduce(space, linear, lanes, rows, chunk, shuffle):
     """Kernel ``(g, a, h, agg_a, agg_b, outer, T, inner, tiles)`` on reversed views."""
-    compose = linear.compose
     dtype = space.nb_dtype
-    identity_a, identity_b = linear.identity
     load_pair, _, _ = _loaders(space)
     block_scan = _block_scan(linear, lanes, rows, shuffle)
-    threads, tile = lanes * rows, rows * chunk
+    tile_position, chunk_total = make_tile_position(lanes, rows, chunk), make_chunk_total(linear, chunk)
+    threads = lanes * rows
 
     def chunked_backward_reduce(g, a, h, agg_a, agg_b, outer, T, inner, tiles):
         shared_a = cuda.shared.array(threads, dtype)
         shared_b = cuda.shared.array(threads, dtype)
         lane = cuda.threadIdx.x
         row = cuda.threadIdx.y
-        blk = int64(cuda.blockIdx.x)
-        group = blk // tiles
-        j = blk - group * tiles
-        c = group * lanes + lane
-        valid = c < outer * inner
-        o = c // inner
-        i = c - o * inner
-        s0 = j * tile + row * chunk
+        j, c, valid, o, i, s0 = tile_position(int64(cuda.blockIdx.x), lane, row, outer, inner, tiles)
         ra = cuda.local.array(chunk, dtype)
         rb = cuda.local.array(chunk, dtype)
         # ---- chunk in registers: the adjoint pairs, computed from the inputs
         for k in range(chunk):
             if valid and s0 + k < T:
                 ra[k], rb[k] = load_pair(g, a, h, o, s0 + k, i)
-        x_a, x_b = identity_a, identity_b
-        for k in range(chunk):
-            if valid and s0 + k < T:
-                x_a, x_b = compose(x_a, x_b, ra[k], rb[k])
+        x_a, x_b = chunk_total(ra, rb, s0, T, valid)
         # ---- chunk totals combined across the block
         ex_a, ex_b, total_a, total_b = block_scan(shared_a, shared_b, x_a, x_b, lane, row)
         if valid and row == rows - 1:
@@ -137,26 +121,20 @@ def make_reduce(space, linear, lanes, rows, chunk, shuffle):
 
 def make_scan(space, linear, lanes, rows, chunk, shuffle):
     """Kernel ``(g, a, b, h, h0, has_h0, grad_a, grad_b, grad_h0, states, outer, T, inner, tiles)``, reversed views."""
-    compose, apply = linear.compose, linear.apply
+    apply = linear.apply
     dtype = space.nb_dtype
-    identity_a, identity_b = linear.identity
+    identity_b = linear.identity[1]
     load_pair, load_extra, gradients = _loaders(space)
     block_scan = _block_scan(linear, lanes, rows, shuffle)
-    threads, tile = lanes * rows, rows * chunk
+    tile_position, chunk_total = make_tile_position(lanes, rows, chunk), make_chunk_total(linear, chunk)
+    threads = lanes * rows
 
     def chunked_backward_scan(g, a, b, h, h0, has_h0, grad_a, grad_b, grad_h0, states, outer, T, inner, tiles):
         shared_a = cuda.shared.array(threads, dtype)
         shared_b = cuda.shared.array(threads, dtype)
         lane = cuda.threadIdx.x
         row = cuda.threadIdx.y
-        blk = int64(cuda.blockIdx.x)
-        group = blk // tiles
-        j = blk - group * tiles
-        c = group * lanes + lane
-        valid = c < outer * inner
-        o = c // inner
-        i = c - o * inner
-        s0 = j * tile + row * chunk
+        j, c, valid, o, i, s0 = tile_position(int64(cuda.blockIdx.x), lane, row, outer, inner, tiles)
         ra = cuda.local.array(chunk, dtype)
         rb = cuda.local.array(chunk, dtype)
         rx = cuda.local.array(chunk, dtype)
@@ -166,10 +144,7 @@ def make_scan(space, linear, lanes, rows, chunk, shuffle):
             if valid and s0 + k < T:
                 ra[k], rb[k] = load_pair(g, a, h, o, s0 + k, i)
                 rx[k], ry[k] = load_extra(a, b, h, h0, has_h0, o, s0 + k, i, T)
-        x_a, x_b = identity_a, identity_b
-        for k in range(chunk):
-            if valid and s0 + k < T:
-                x_a, x_b = compose(x_a, x_b, ra[k], rb[k])
+        x_a, x_b = chunk_total(ra, rb, s0, T, valid)
         # ---- chunk carries: block-level scan of the chunk totals
         ex_a, ex_b, total_a, total_b = block_scan(shared_a, shared_b, x_a, x_b, lane, row)
         # ---- fix-up: the adjoint entering this chunk, then the gradients step by step

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from numba import cuda, int64
 
-from .chunked import _block_scan
+from .chunked import _block_scan, make_chunk_total, make_load_chunk, make_tile_position
 
 
 def make_scan(space, lanes, rows, chunk, shuffle):
@@ -38,7 +38,9 @@ def make_scan(space, lanes, rows, chunk, shuffle):
     identity_a, identity_b = space.identity
     zero = space.zero
     block_scan = _block_scan(space, lanes, rows, shuffle)
-    threads, tile = lanes * rows, rows * chunk
+    tile_position = make_tile_position(lanes, rows, chunk)
+    load_chunk, chunk_total = make_load_chunk(chunk), make_chunk_total(space, chunk)
+    threads = lanes * rows
 
     def lookback_scan(a, b, h0, has_h0, out, ticket, status, agg_a, agg_b, inclusive, outer, T, inner, tiles):
         shared_a = cuda.shared.array(threads, dtype)
@@ -51,25 +53,12 @@ def make_scan(space, lanes, rows, chunk, shuffle):
         if lane == 0 and row == 0:
             shared_ticket[0] = cuda.atomic.add(ticket, 0, 1)
         cuda.syncthreads()
-        blk = shared_ticket[0]
-        group = blk // tiles
-        j = blk - group * tiles
-        c = group * lanes + lane
-        valid = c < outer * inner
-        o = c // inner
-        i = c - o * inner
-        t0 = j * tile + row * chunk
+        j, c, valid, o, i, t0 = tile_position(shared_ticket[0], lane, row, outer, inner, tiles)
         ra = cuda.local.array(chunk, dtype)
         rb = cuda.local.array(chunk, dtype)
         # ---- chunk in registers
-        for k in range(chunk):
-            if valid and t0 + k < T:
-                ra[k] = a[o, t0 + k, i]
-                rb[k] = b[o, t0 + k, i]
-        x_a, x_b = identity_a, identity_b
-        for k in range(chunk):
-            if valid and t0 + k < T:
-                x_a, x_b = compose(x_a, x_b, ra[k], rb[k])
+        load_chunk(a, b, ra, rb, o, i, t0, T, valid)
+        x_a, x_b = chunk_total(ra, rb, t0, T, valid)
         # ---- chunk carries inside the tile
         ex_a, ex_b, total_a, total_b = block_scan(shared_a, shared_b, x_a, x_b, lane, row)
         # ---- carry between tiles: decoupled look-back, one thread per lane
