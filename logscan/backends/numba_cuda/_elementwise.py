@@ -17,15 +17,27 @@ import math
 from numba import cuda, int64
 
 
+@cuda.jit(device=True, inline=True)
+def grid_stride():
+    """(this thread's first element, the stride) of a 1-D grid-stride loop, in int64."""
+    first = int64(cuda.blockIdx.x) * int64(cuda.blockDim.x) + int64(cuda.threadIdx.x)
+    return first, int64(cuda.gridDim.x) * int64(cuda.blockDim.x)
+
+
+@cuda.jit(device=True, inline=True)
+def split_index(e, n1, n2):
+    """``(i0, i1, i2)`` of flat element ``e`` of an ``(n0, n1, n2)`` array, ``i2`` fastest."""
+    r = e // n2
+    return r // n1, r % n1, e % n2
+
+
 def make_copy():
     def copy3(src, dst, n0, n1, n2):
         n = n0 * n1 * n2
-        e = int64(cuda.blockIdx.x) * int64(cuda.blockDim.x) + int64(cuda.threadIdx.x)
-        step = int64(cuda.gridDim.x) * int64(cuda.blockDim.x)
+        e, step = grid_stride()
         while e < n:
-            i2 = e % n2
-            r = e // n2
-            dst[r // n1, r % n1, i2] = src[r // n1, r % n1, i2]
+            i0, i1, i2 = split_index(e, n1, n2)
+            dst[i0, i1, i2] = src[i0, i1, i2]
             e += step
 
     return copy3
@@ -34,12 +46,10 @@ def make_copy():
 def make_fill():
     def fill3(dst, value, n0, n1, n2):
         n = n0 * n1 * n2
-        e = int64(cuda.blockIdx.x) * int64(cuda.blockDim.x) + int64(cuda.threadIdx.x)
-        step = int64(cuda.gridDim.x) * int64(cuda.blockDim.x)
+        e, step = grid_stride()
         while e < n:
-            i2 = e % n2
-            r = e // n2
-            dst[r // n1, r % n1, i2] = value
+            i0, i1, i2 = split_index(e, n1, n2)
+            dst[i0, i1, i2] = value
             e += step
 
     return fill3
@@ -65,13 +75,9 @@ def make_log_prepare(space):
 
     def log_backward_prepare(g, log_a, log_h, weight, grad, outer, T, inner):
         n = outer * T * inner
-        e = int64(cuda.blockIdx.x) * int64(cuda.blockDim.x) + int64(cuda.threadIdx.x)
-        step = int64(cuda.gridDim.x) * int64(cuda.blockDim.x)
+        e, step = grid_stride()
         while e < n:
-            i = e % inner
-            r = e // inner
-            t = r % T
-            o = r // T
+            o, t, i = split_index(e, T, inner)
             w = zero
             if t + 1 < T:
                 w = weight_of(log_a[o, t + 1, i] + log_h[o, t, i], log_h[o, t + 1, i])
@@ -89,13 +95,9 @@ def make_log_finish(space):
 
     def log_backward_finish(u, log_a, log_b, log_h, log_h0, has_h0, grad_a, grad_b, grad_h0, outer, T, inner):
         n = outer * T * inner
-        e = int64(cuda.blockIdx.x) * int64(cuda.blockDim.x) + int64(cuda.threadIdx.x)
-        step = int64(cuda.gridDim.x) * int64(cuda.blockDim.x)
+        e, step = grid_stride()
         while e < n:
-            i = e % inner
-            r = e // inner
-            t = r % T
-            o = r // T
+            o, t, i = split_index(e, T, inner)
             h_t = log_h[o, t, i]
             if t > 0:
                 prev = log_h[o, t - 1, i]
@@ -120,13 +122,9 @@ def make_linear_prepare(space):
 
     def linear_backward_prepare(g, a, weight, grad, outer, T, inner):
         n = outer * T * inner
-        e = int64(cuda.blockIdx.x) * int64(cuda.blockDim.x) + int64(cuda.threadIdx.x)
-        step = int64(cuda.gridDim.x) * int64(cuda.blockDim.x)
+        e, step = grid_stride()
         while e < n:
-            i = e % inner
-            r = e // inner
-            t = r % T
-            o = r // T
+            o, t, i = split_index(e, T, inner)
             w = zero
             if t + 1 < T:
                 w = a[o, t + 1, i]
@@ -143,13 +141,9 @@ def make_linear_finish(space):
 
     def linear_backward_finish(d, a, h, h0, has_h0, grad_a, grad_b, grad_h0, outer, T, inner):
         n = outer * T * inner
-        e = int64(cuda.blockIdx.x) * int64(cuda.blockDim.x) + int64(cuda.threadIdx.x)
-        step = int64(cuda.gridDim.x) * int64(cuda.blockDim.x)
+        e, step = grid_stride()
         while e < n:
-            i = e % inner
-            r = e // inner
-            t = r % T
-            o = r // T
+            o, t, i = split_index(e, T, inner)
             if t > 0:
                 prev = h[o, t - 1, i]
             elif has_h0:

@@ -19,7 +19,7 @@ grid-stride loop, so the grid size stays within limits for any size.
 
 from __future__ import annotations
 
-from numba import cuda, int64
+from ._elementwise import grid_stride, split_index
 
 
 def make_fixup(space):
@@ -29,13 +29,10 @@ def make_fixup(space):
     def tile_fixup(local_a, out, states, outer, T, inner, block):
         rest = T - block
         n = outer * rest * inner
-        e = int64(cuda.blockIdx.x) * int64(cuda.blockDim.x) + int64(cuda.threadIdx.x)
-        step = int64(cuda.gridDim.x) * int64(cuda.blockDim.x)
+        e, step = grid_stride()
         while e < n:
-            i = e % inner
-            r = e // inner
-            t = block + r % rest
-            o = r // rest
+            o, past_first, i = split_index(e, rest, inner)
+            t = block + past_first
             j = t // block
             out[o, t, i] = apply(local_a[o, t, i], out[o, t, i], states[o, j - 1, i])
             e += step
