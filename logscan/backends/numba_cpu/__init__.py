@@ -272,18 +272,18 @@ def _forward(space, a, b, h0, out, method, workspace):
     if method in ("hillis_steele", "blelloch"):
         with _ThreadsFor(-(-(outer * inner) // LANES), outer * T * inner):
             _tree.forward(space, method, a, b, h0, out_k, workspace, LANES, ROWS_MIN_INNER, identity_a, identity_b)
-    elif method == "chunked" and space == LOG and _layout(outer, inner, (a, b, out_k))[1] \
-            and _split(outer, T, inner)[0] > 1:
-        chunks, pieces = _split(outer, T, inner)
-        (a_m, b_m, out_m, h0_m), geo = describe([a, b, out_k, h0], dtype)
+        _copy_back([out], [out_k])
+        return
+    rows_mode, direct = _layout(outer, inner, (a, b, out_k))
+    (a_m, b_m, out_m, h0_m), geo = describe([a, b, out_k, h0], dtype)
+    chunks, pieces = _split(outer, T, inner) if (method == "chunked" and space == LOG and direct) else (1, 1)
+    if chunks > 1:
         ws = workspace.view(dtype)[: (2 + pieces) * chunks * outer * inner].reshape(2 + pieces, chunks, outer * inner)
         with _ThreadsFor(_groups(outer, inner) * chunks, outer * T * inner):
             _chunked.forward_split(a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner,
                                    _lanes(outer, inner), chunks, pieces, ws, identity_a, identity_b)
     else:
-        rows_mode, direct = _layout(outer, inner, (a, b, out_k))
         n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
-        (a_m, b_m, out_m, h0_m), geo = describe([a, b, out_k, h0], dtype)
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
         with _ThreadsFor(_groups(outer, inner) * n_chunks, outer * T * inner):
             _chunked.forward(space, method == "chunked", a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T,
