@@ -366,6 +366,8 @@ LONG_CASES = {
     # name: (log_a, log_b) generators; the last two have no decay at all (log_a = 0, logcumsumexp)
     "decay": lambda rng, n: (np.log(rng.uniform(0.5, 1.0, n)), rng.normal(size=n)),
     "slow-decay": lambda rng, n: (np.log(rng.uniform(0.999, 1.0, n)), rng.normal(size=n)),
+    # one decay for every step: the rounding of log a + log h then has the same sign each step
+    "slow-constant-decay": lambda rng, n: (np.full(n, np.log(0.9999)), rng.normal(size=n)),
     "no-decay-random-inputs": lambda rng, n: (np.zeros(n), rng.normal(size=n)),
     "no-decay-constant-inputs": lambda rng, n: (np.zeros(n), np.zeros(n)),
 }
@@ -374,8 +376,12 @@ LONG_CASES = {
 # The plain sequential loop adds a tiny increment to a large float32 state T times and drifts by
 # ~2e-5 at T = 65 536 with nothing decaying. Its results must split and continue bit-exactly, so it
 # carries no compensation term; "chunked" (what auto picks) does, and meets 1e-5.
+# With one constant slow decay the rounding of log a + log h is biased the same way every step: the
+# plain loops drift by ~1.3e-4 at T = 65 536 (log a = log 0.9999); "chunked" carries that rounding too.
 KNOWN_LONG_T_FAILURES = {("numpy", "sequential", "no-decay-constant-inputs"),
-                         ("numba", "sequential", "no-decay-constant-inputs")}
+                         ("numba", "sequential", "no-decay-constant-inputs"),
+                         ("numpy", "sequential", "slow-constant-decay"),
+                         ("numba", "sequential", "slow-constant-decay")}
 
 
 @pytest.mark.parametrize("reverse", DIRECTIONS)

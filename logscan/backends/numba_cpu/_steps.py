@@ -33,7 +33,26 @@ from logscan.backends.numba_cpu._vmath import FASTMATH, vexp, vlogaddexp, vlogad
 
 LOG = 0
 LINEAR = 1
-_OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
+# No reference counting (numba's ``_nrt=False``): these loops only take views of arrays their callers
+# own, and with it every per-row slice cost a pair of out-of-line atomic NRT_incref/NRT_decref calls
+# (measured: the float32 backward of 64 lanes, 1.75 -> 1.35 ns per element in cache, 3.7 -> 1.7 out of it).
+_OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False, _nrt=False)
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _decayed_state(log_a, h, h_low):
+    """``(x, low)`` with ``x + low = log_a + h + h_low``: the decayed state and its compensation.
+
+    The rounding of ``log_a + h`` (TwoSum) goes into ``low`` with the state's
+    own: with a slow constant decay that rounding has the same sign every
+    step, and dropped it made float32 drift by 1.3e-4 at T = 65 536 (log a =
+    -1e-4). Non-finite sums keep the old ``low`` (their TwoSum is nan).
+    """
+    x = log_a + h
+    b_virtual = x - log_a
+    err = (log_a - (x - b_virtual)) + (h - b_virtual)
+    finite = x - x == x - x
+    return x, (h_low + err if finite else h_low)
 
 
 @njit(**_OPTS)
@@ -51,7 +70,8 @@ def forward_steps(space, compensate, a, a_off, a_ts, b, b_off, b_ts, out, out_of
         if space == LOG:
             if compensate:
                 for i in range(n):
-                    h[i], h_low[i] = vlogaddexp_compensated(ra[i] + h[i], rb[i], h_low[i])
+                    x, low = _decayed_state(ra[i], h[i], h_low[i])
+                    h[i], h_low[i] = vlogaddexp_compensated(x, rb[i], low)
             else:
                 for i in range(n):
                     h[i] = vlogaddexp(ra[i] + h[i], rb[i])
@@ -77,7 +97,8 @@ def forward_total(space, compensate, a, a_off, a_ts, b, b_off, b_ts, total_a, to
         if space == LOG:
             if compensate:
                 for i in range(n):
-                    total_b[i], total_b_low[i] = vlogaddexp_compensated(ra[i] + total_b[i], rb[i], total_b_low[i])
+                    x, low = _decayed_state(ra[i], total_b[i], total_b_low[i])
+                    total_b[i], total_b_low[i] = vlogaddexp_compensated(x, rb[i], low)
                     total_a[i] += ra[i]
             else:
                 for i in range(n):
