@@ -264,7 +264,7 @@ def test_all_neg_inf_gives_neg_inf_and_zero_gradients():
 def test_chunked_uses_several_chunks_and_equals_sequential(monkeypatch):
     # on this 2-core machine chunked runs as one chunk: force the time split to test it
     monkeypatch.setattr(numba_cpu, "MIN_THREADS_TO_CHUNK", 1)
-    assert numba_cpu._n_chunks(1, 4096, 1) > 1  # one group of one channel: chunks over time
+    assert numba_cpu._n_chunks("log_scan", 1, 4096, 1) > 1  # one group of one channel: chunks over time
     rng = np.random.default_rng(5)
     log_a = -np.logaddexp(0, -rng.normal(size=(1, 4096, 1)))
     log_b = rng.normal(size=(1, 4096, 1))
@@ -401,6 +401,33 @@ def test_split_forward_float32_no_decay_at_65536():
     want = reference.scan(log_a, log_b, axis=1)
     got = logscan.scan(log_a.astype(np.float32), log_b.astype(np.float32), axis=1, backend="numba")
     assert (np.abs(got - want) / (1 + np.abs(want))).max() < 1e-6
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_carry_fold_stops_once_the_carry_has_faded(dtype):
+    """The fold of forward_split stops early on decays, only once the carry is below exp(negligible)."""
+    from logscan.backends.numba_cpu import _steps
+
+    rng = np.random.default_rng(21)
+    n, steps = 8, 4096
+    zero, neg_inf = dtype(0), dtype(-np.inf)
+    negligible = numba_cpu._negligible(np.dtype(dtype))
+    log_b = rng.normal(size=(steps, n)).astype(dtype)
+    carry = np.full(n, 12.0, dtype)  # a large state entering: it dominates the first rows
+    for decay, stops_early in ((np.log(0.9), True), (0.0, False)):
+        log_a = np.full((steps, n), decay, dtype)
+        scanned = reference.scan(log_a, log_b, axis=0).astype(dtype)  # the run from the empty state
+        want = reference.scan(log_a, log_b, axis=0, log_h0=carry.astype(np.float64))
+        out = scanned.ravel().copy()
+        folded = _steps.add_carry_steps(log_a.ravel(), 0, n, out, 0, n, carry, np.zeros(n, dtype), np.zeros(n, dtype),
+                                        n, steps, zero, neg_inf, negligible)
+        assert (folded < steps) == stops_early, folded
+        got = out.reshape(steps, n)
+        assert (np.abs(got - want) / (1 + np.abs(want))).max() < tolerance(dtype, steps)
+        if stops_early:  # where it stopped, the carry was negligible: the rows left as scanned are exact
+            exact = reference.scan(log_a[folded:], log_b[folded:], axis=0, log_h0=want[folded - 1])
+            assert np.array_equal(got[folded:], scanned[folded:])
+            assert (np.abs(got[folded:] - exact) / (1 + np.abs(exact))).max() < tolerance(dtype, steps)
 
 
 # ----------------------------------------------------------------------------- register transposes (axis=-1 tiles)

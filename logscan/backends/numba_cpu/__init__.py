@@ -128,7 +128,8 @@ LANES_FLAT = 64
 LANES = LANES_FLAT  # tree methods: whole-sequence tiles of this many lanes
 ROWS_MIN_INNER = 16  # from this many inner channels on, groups stay within one row of inner
 MIN_CHUNK = 256      # shorter chunks spend more on totals and carries than they win
-MIN_THREADS_TO_CHUNK = 4  # below this, splitting time did not pay (see "How method='auto' chooses")
+MIN_THREADS_TO_CHUNK = 4  # below this, splitting time did not pay for the forward (see "How method='auto' chooses")
+BACKWARD_UNITS_PER_THREAD = 1
 # The split log-space forward (_chunked.forward_split) pays where one group of few lanes is bound by the
 # latency of the scan (measured, 2 threads, float32, split vs not: (1, 65536, 64) 2.95 vs 3.31 ms,
 # (1, 262144, 32) 8.4 vs 10.5, (1, 8192, 16) 0.37 vs 0.39); with wide rows, or short T, it lost
@@ -153,15 +154,19 @@ def _groups(outer, inner):
     return -(-(outer * inner) // lanes)
 
 
-def _n_chunks(outer, T, inner):
-    """Chunks of time for ``chunked``: only when channel groups leave threads idle and there are enough threads.
+def _n_chunks(op, outer, T, inner):
+    """Chunks of time for ``chunked`` (not the split log-space forward): only when channel groups leave threads idle.
 
-    Then enough units for every thread a few times over, none shorter than MIN_CHUNK.
+    Forward (linear space): with at least MIN_THREADS_TO_CHUNK threads, enough
+    units for every thread a few times over. Backward: from 2 threads on,
+    BACKWARD_UNITS_PER_THREAD units per thread. None shorter than MIN_CHUNK.
     """
     groups, threads = _groups(outer, inner), _threads()
-    if groups >= threads or threads < MIN_THREADS_TO_CHUNK:
+    backward = op.endswith("_backward")
+    if not 0 < groups < threads or threads < (2 if backward else MIN_THREADS_TO_CHUNK):
         return 1
-    return int(max(1, min(-(-4 * threads // groups), T // MIN_CHUNK)))
+    units = BACKWARD_UNITS_PER_THREAD if backward else 4
+    return int(max(1, min(-(-units * threads // groups), T // MIN_CHUNK)))
 
 
 def _split(outer, T, inner):
@@ -189,7 +194,7 @@ def choose_method(op, dtype, outer, T, inner):
 def workspace_size(op, dtype, outer, T, inner, method):
     itemsize = np.dtype(dtype).itemsize
     if method == "chunked":
-        rows = 2 * _n_chunks(outer, T, inner)
+        rows = 2 * _n_chunks(op, outer, T, inner)
         if op == "log_scan":  # the split forward, when the layout allows it (decided at the call)
             chunks, pieces = _split(outer, T, inner)
             rows = max(rows, (2 + pieces) * chunks if chunks > 1 else 0)
@@ -255,11 +260,24 @@ class _ThreadsFor:
         numba.set_num_threads(self.before)
 
 
+_FORWARD_OP = {LOG: "log_scan", LINEAR: "linear_scan"}
+_BACKWARD_OP = {LOG: "log_scan_backward", LINEAR: "linear_scan_backward"}
+
+
 def _identity(space, dtype):
     """(identity of the totals' first part, empty state) in ``dtype``."""
     if space == LOG:
         return dtype.type(0), dtype.type(-np.inf)
     return dtype.type(1), dtype.type(0)
+
+
+def _negligible(dtype):
+    """log of a share of the state below every rounding that matters: ``2 log(eps) - 8`` (-40 float32, -80 float64).
+
+    A term ``exp(negligible)`` times the state is below eps squared of it, far under the
+    ``(1 + |log h|) eps`` that the results are held to (DESIGN section 3).
+    """
+    return dtype.type(2 * np.log(np.finfo(dtype).eps) - 8)
 
 
 def _forward(space, a, b, h0, out, method, workspace):
@@ -281,9 +299,9 @@ def _forward(space, a, b, h0, out, method, workspace):
         ws = workspace.view(dtype)[: (2 + pieces) * chunks * outer * inner].reshape(2 + pieces, chunks, outer * inner)
         with _ThreadsFor(_groups(outer, inner) * chunks, outer * T * inner):
             _chunked.forward_split(a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner,
-                                   _lanes(outer, inner), chunks, pieces, ws, identity_a, identity_b)
+                                   _lanes(outer, inner), chunks, pieces, ws, identity_a, identity_b, _negligible(dtype))
     else:
-        n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
+        n_chunks = _n_chunks(_FORWARD_OP[space], outer, T, inner) if method == "chunked" else 1
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
         with _ThreadsFor(_groups(outer, inner) * n_chunks, outer * T * inner):
             _chunked.forward(space, method == "chunked", a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T,
@@ -309,7 +327,7 @@ def _backward(space, g, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace)
                            identity_b)
     else:
         rows_mode, direct = _layout(outer, inner, (g, a, b, h, ga_k, gb_k))
-        n_chunks = _n_chunks(outer, T, inner) if method == "chunked" else 1
+        n_chunks = _n_chunks(_BACKWARD_OP[space], outer, T, inner) if method == "chunked" else 1
         memories, geo = describe([g, a, b, h, ga_k, gb_k, h0, gh0_k], dtype)
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
         with _ThreadsFor(_groups(outer, inner) * n_chunks, outer * T * inner):

@@ -180,7 +180,8 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
 
 
 @njit(parallel=True, cache=True, **_OPTS)
-def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, pieces, workspace, zero, neg_inf):
+def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, pieces, workspace, zero, neg_inf,
+                  negligible):
     """Log-space forward, compensated, with every chunk of time scanned at once (few channels, several threads).
 
     For lanes read in place (``direct``). ``workspace``: ``(2 + pieces, n_chunks, outer*inner)``.
@@ -193,7 +194,10 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
     2. Per channel, a sequential pass over the chunks gives the state
        entering each: ``carry_{k+1} = logaddexp(A_k + carry_k, R_k)``.
     3. Every piece of every chunk but the first folds its carry in, in
-       place: ``out_t = logaddexp(A_t + carry, out_t)``.
+       place: ``out_t = logaddexp(A_t + carry, out_t)``, until the carry's
+       share has faded below ``exp(negligible)`` in every lane
+       (:func:`_steps.add_carry_steps`): with decays below 1 that is after
+       a few dozen rows, and the later pieces stop at their first block.
 
     Unlike the totals-then-rescan of :func:`forward`, the scans of step 1 run
     side by side, and step 3 has no dependency from row to row (it runs at
@@ -218,6 +222,8 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
             load_state(h0, geo, _H0, has_h0, neg_inf, lane_o, lane_i, n, h)
         total = np.zeros(W, dtype)
         total_low = np.zeros(W, dtype)
+        wide = np.empty(W, np.float64)
+        part = np.empty(W, dtype)
         c0 = lane_o[0] * inner + lane_i[0]  # lanes are consecutive channels
         t0 = chunk * length
         t1 = min(T, t0 + length)
@@ -231,7 +237,8 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
                 forward_steps(LOG, True, a, off_a[0] + r0 * sa, sa, b, off_b[0] + r0 * sb, sb,
                               out, off_out[0] + r0 * so, so, h, h_low, n, r1 - r0)
                 if chunk > 0:  # the rows just read are still in cache
-                    sum_log_decay(a, off_a[0] + r0 * sa, sa, total, total_low, n, r1 - r0, zero, neg_inf)
+                    sum_log_decay(a, off_a[0] + r0 * sa, sa, total, total_low, wide, part, n, r1 - r0, zero,
+                                  neg_inf)
         for lane in range(n):
             workspace[0, chunk, c0 + lane] = total[lane]
             workspace[1, chunk, c0 + lane] = h[lane]
@@ -262,7 +269,7 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
         p0 = min(chunk_end, chunk * length + piece * piece_length)
         p1 = min(chunk_end, p0 + piece_length)
         add_carry_steps(a, off_a[0] + p0 * sa, sa, out, off_out[0] + p0 * so, so, carry, total, total_low, n,
-                        p1 - p0, zero, neg_inf)
+                        p1 - p0, zero, neg_inf, negligible)
 
 
 @njit(**_OPTS)

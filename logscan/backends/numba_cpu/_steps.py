@@ -125,28 +125,66 @@ def _add_log_decay(total, low, x, zero, neg_inf):
 
 
 @njit(**_OPTS)
-def sum_log_decay(a, a_off, a_ts, total, low, n, steps, zero, neg_inf):
-    """(total, low) += the ``steps`` rows of ``a`` (log decays), compensated; see :func:`_add_log_decay`."""
+def sum_log_decay(a, a_off, a_ts, total, low, wide, part, n, steps, zero, neg_inf):
+    """(total, low) += the ``steps`` rows of ``a`` (log decays); see :func:`_add_log_decay`.
+
+    The rows are summed in float64 (``wide``, a float64 scratch row; ``part``
+    one of the array dtype) and that sum is added once, compensated: one
+    float64 add per element instead of a compensated sum in the array dtype,
+    about 4x cheaper, and for float32 more exact.
+    """
+    for i in range(n):
+        wide[i] = 0.0
     for j in range(steps):
         ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
         for i in range(n):
-            total[i], low[i] = _add_log_decay(total[i], low[i], ra[i], zero, neg_inf)
+            wide[i] += ra[i]
+    for i in range(n):
+        part[i] = wide[i]
+    for i in range(n):
+        total[i], low[i] = _add_log_decay(total[i], low[i], part[i], zero, neg_inf)
+
+
+FOLD_BLOCK = 16  # rows folded between two checks of whether the carry still matters
 
 
 @njit(**_OPTS)
-def add_carry_steps(a, a_off, a_ts, out, out_off, out_ts, carry, total, low, n, steps, zero, neg_inf):
+def add_carry_steps(a, a_off, a_ts, out, out_off, out_ts, carry, total, low, n, steps, zero, neg_inf, negligible):
     """Fold the state ``carry`` that entered a run into that run's scan from the empty state, in place.
 
     ``out`` holds the run scanned from ``-inf``; with ``A_t`` the sum of log a
     over the run up to row ``t`` (continuing ``(total, low)``), the true state is
     ``logaddexp(A_t + carry, out_t)``.
+
+    The carry's share fades: with ``d_t = A_t + carry - out_t`` the fold adds
+    ``log1p(exp(d_t)) <= exp(d_t)``, and ``d_t = carry - log sum_{s <= t}
+    exp(log_b_s - A_s)`` never increases along the run (a reset makes it
+    ``-inf``). So once every lane has ``d_t <= negligible`` or ``A_t + carry
+    = -inf`` (nothing entered, or a reset: it stays so), checked every
+    FOLD_BLOCK rows, every later row would change by at most
+    ``exp(negligible)`` and the fold stops there. A nan (in the carry or
+    the decays) never fades: it is folded into every row, as it must be.
+    Returns the number of rows folded.
     """
-    for j in range(steps):
-        ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
-        ro = out[out_off + j * out_ts: out_off + j * out_ts + n]
+    for j0 in range(0, steps, FOLD_BLOCK):
+        j1 = min(steps, j0 + FOLD_BLOCK)
+        for j in range(j0, j1):
+            ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
+            ro = out[out_off + j * out_ts: out_off + j * out_ts + n]
+            # two loops: one writing three arrays needs more overlap checks than LLVM vectorizes with
+            for i in range(n):
+                total[i], low[i] = _add_log_decay(total[i], low[i], ra[i], zero, neg_inf)
+            for i in range(n):
+                ro[i] = vlogaddexp(total[i] + carry[i], ro[i])
+        last = out[out_off + (j1 - 1) * out_ts: out_off + (j1 - 1) * out_ts + n]
+        # (after the fold d_t reads log sigmoid(d_t) <= d_t: the same test where it matters)
+        faded = 0
         for i in range(n):
-            total[i], low[i] = _add_log_decay(total[i], low[i], ra[i], zero, neg_inf)
-            ro[i] = vlogaddexp(total[i] + carry[i], ro[i])
+            x = total[i] + carry[i]
+            faded += 1 if (x == neg_inf or x - last[i] <= negligible) else 0
+        if faded == n:
+            return j1
+    return steps
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", boundscheck=False, forceinline=True)
