@@ -9,8 +9,12 @@ process:
   forward output, which the forward loop computes beforehand);
 - every method of every selected backend, forward (:func:`logscan.scan`)
   and backward (:func:`logscan.scan_backward`);
-- ``np.copyto`` of one array of the same size: the memory bandwidth that a
-  scan, which is memory-bound when done well, can hope to approach.
+- ``np.copyto`` of three arrays of the same size (as many bytes as the
+  backward moves): the memory bandwidth that a scan, which is memory-bound
+  when done well, can hope to approach. A copy of a single array was
+  measured partly out of the last-level cache where its two copies fit
+  ((1, 65536, 64) float32: 2 x 16 MiB against a 32 MiB L3, 38 GB/s instead
+  of 28), a bandwidth that a scan moving 3 or 6 such arrays cannot have.
 
 Each time is the best of ``repeats`` calls after a warm-up call. A row
 reports its time, its speedup over the NumPy loop (loop time / row time),
@@ -318,10 +322,10 @@ def measure_shape(shape, dtype, candidate_sources, *, repeats, skip_slow=False, 
     ShapeResult
     """
     problem = Problem(shape, dtype)
-    source = np.ascontiguousarray(problem.log_b)
+    source = np.concatenate([problem.log_a.ravel(), problem.log_b.ravel(), problem.grad_log_h.ravel()])
     target = np.empty_like(source)
     copy_seconds, _ = CPU_TIMER.best(lambda: np.copyto(target, source), max(repeats, 5))
-    result = ShapeResult(tuple(shape), str(np.dtype(dtype)), copy_seconds, problem.nbytes)
+    result = ShapeResult(tuple(shape), str(np.dtype(dtype)), copy_seconds, source.nbytes)
     references, loop_seconds = {}, {}
     candidates = list(baseline_candidates(problem))
     for make in candidate_sources:
@@ -340,7 +344,7 @@ def measure_shape(shape, dtype, candidate_sources, *, repeats, skip_slow=False, 
                 loop_seconds[candidate.op] = seconds
             if candidate.op in loop_seconds:
                 row.speedup = loop_seconds[candidate.op] / seconds
-            row.copy_fraction = ARRAYS_MOVED[candidate.op] * copy_seconds / (ARRAYS_MOVED["copy"] * seconds)
+            row.copy_fraction = ARRAYS_MOVED[candidate.op] * problem.nbytes / seconds / result.copy_bandwidth
             if candidate.op in references:
                 row.max_abs_diff = _max_abs_diff(output, references[candidate.op], candidate.to_numpy)
         result.rows.append(row)
