@@ -241,15 +241,16 @@ _EXP_FLUSH_32 = _F(-87.33)  # below this exp(x) < 2**-126: flushed to 0 in the s
 def softplus_nonpositive32(d):
     """log1p(exp(d)) for d <= 0 (d = -inf gives exactly 0), without a division.
 
-    exp as in :func:`exp32` but with one scale factor (results below 2**-126
+    exp as in :func:`exp32` but with one scale factor and a degree-7 Taylor
+    polynomial (its error, 6e-9 relative, is below the float32 rounding that
+    follows: max 1.92 ulp either way, one FMA less per element; results below 2**-126
     flushed to 0: they could change a sum of logs by less than 1e-37), then
     log1p(e) for e in [0, 1] as e * Q(e), a degree-9 polynomial.
     """
     dc = d if d > _EXP_FLUSH_32 else _EXP_FLUSH_32
     n_float = (dc * _LOG2E_32 + _ROUND_32) - _ROUND_32
     r = (dc - n_float * _LN2_HI_32) - n_float * _LN2_LO_32
-    p = _F(1.0 / 5040) + r * _F(1.0 / 40320)
-    p = _F(1.0 / 720) + r * p
+    p = _F(1.0 / 720) + r * _F(1.0 / 5040)
     p = _F(1.0 / 120) + r * p
     p = _F(1.0 / 24) + r * p
     p = _F(1.0 / 6) + r * p
