@@ -242,10 +242,10 @@ def softplus_nonpositive32(d):
     """log1p(exp(d)) for d <= 0 (d = -inf gives exactly 0), without a division.
 
     exp as in :func:`exp32` but with one scale factor and a degree-7 Taylor
-    polynomial (its error, 6e-9 relative, is below the float32 rounding that
-    follows: max 1.92 ulp either way, one FMA less per element; results below 2**-126
-    flushed to 0: they could change a sum of logs by less than 1e-37), then
-    log1p(e) for e in [0, 1] as e * Q(e), a degree-9 polynomial.
+    polynomial (6e-9 relative, under the float32 rounding that follows: the
+    worst case stays 1.92 ulp with one FMA less than degree 8), results below
+    2**-126 flushed to 0 (they could change a sum of logs by less than
+    1e-37); then log1p(e) for e in [0, 1] as e * Q(e), a degree-9 polynomial.
     """
     dc = d if d > _EXP_FLUSH_32 else _EXP_FLUSH_32
     n_float = (dc * _LOG2E_32 + _ROUND_32) - _ROUND_32
