@@ -13,13 +13,16 @@ Methods
 ``chunked``
     The fast hybrid and the ``auto`` choice. The same streaming kernel, with
     the log-space state compensated (its rounding error carried along,
-    ``_vmath.logaddexp_compensated32``: 5e-8 instead of 1.1e-5 at
-    T = 65 536) and, where that pays, time split into chunks so that few
+    ``_vmath.logaddexp_compensated32``, with that of ``log a + log h``:
+    5e-8 instead of 1.1e-5 at T = 65 536 with no decay, 7e-8 instead of
+    1.3e-4 with the constant decay ``log a = -1e-4``) and, where that pays, time split into chunks so that few
     channels still use every core (``_chunked``). The log-space forward
     scans all chunks at once (chunk 0 from ``h0``, the others from the empty
     state, summing their log a) and then folds each chunk's entering state
     in, ``logaddexp(A_t + carry, out_t)``, a pass with no dependency from row
-    to row (``forward_split``). The backward and the linear scan compose
+    to row that stops once the carry's share is below ``exp(2 log eps - 8)``
+    in every lane (after a few dozen rows when the decays are well below 1;
+    ``forward_split``). The backward and the linear scan compose
     chunk totals, pass the carries between chunks, and re-scan every chunk
     from its carry. Splitting a sequence and continuing from the last state
     agrees to a few ulp, not bit for bit (the carried error is not part of
@@ -52,12 +55,15 @@ channels, read in place) when ``inner >= 16``, else 64 gathered channels.
   3.31 ms in one chunk, (1, 262144, 32) 8.4 against 10.5. With wide rows or
   short T it lost ((1, 16384, 256) 3.9 against 3.4 ms, (1, 4096, 64) 0.36
   against 0.31).
-- Backward and linear scan, fewer groups than threads and at least 4
-  threads: several chunks (at least 256 steps each, about 4 units per
-  thread). Their chunk totals redo the scan's math (only the output writes
-  are saved), so ``p`` threads gain at most about ``p/2``; on the 2-core
-  machine it did not win (backward of (1, 65536, 64): 4.9 ms in one chunk
-  against 16.0 ms in 8, timed alone).
+- Backward, fewer groups than threads: one chunk per thread (at least 256
+  steps each). The chunk totals redo part of the reverse pass, but the
+  fused pass is bound by the core, not by memory: (1, 65536, 64) float32
+  on 2 threads, 12.7 ms in one chunk against 8.3-9.2 ms in 2 (8 chunks had
+  lost, 16.0 ms, on the machine of the first measurements).
+- Linear-space forward, fewer groups than threads and at least 4 threads:
+  several chunks (about 4 units per thread); its totals redo all of the
+  scan's math (only the output writes are saved), so ``p`` threads gain at
+  most about ``p/2``.
 - The tree methods are never chosen: they make ``log2 T`` passes over a
   whole-sequence tile that does not stay in cache, and lost at every shape
   measured (``tools/bench_numba_cpu.py`` prints them side by side).
@@ -65,9 +71,11 @@ channels, read in place) when ``inner >= 16``, else 64 gathered channels.
 Performance
 -----------
 ``PYTHONPATH=. python tools/bench_numba_cpu.py --repeat 10 --methods
-sequential,chunked`` on the 2-core AVX-512 machine (float32, axis=1, shared
+sequential,chunked`` on a 2-core AVX-512 VM (float32, axis=1, shared
 with other users; ratios from one run, round-robin timing; the first of
-three runs, the others within 15 %):
+three runs, the others within 15 %; 2026-11-22, before the copy baseline
+moved three arrays' worth; docs/performance.rst has the later figures of
+another, slower VM):
 
 ===============  =========  ======  =======  ======  ======  =======  ======
 shape (B, T, D)  method     fwd ms  x loop   % copy  bwd ms  x loop   % copy
@@ -84,13 +92,13 @@ of the forward against the plain ``sequential`` on one chunk; at
 same.
 ``x loop``: speed-up over the NumPy loop over T (backward: over its
 forward plus reverse loops); ``% copy``: bytes moved per second (3 arrays
-forward, 6 backward) relative to ``np.copyto`` on one array. The backward
+forward, 6 backward) relative to ``np.copyto`` on one array (now three). The backward
 allocates its two outputs, as the NumPy loop does: at (8, 2048, 512) the
 first touch of those fresh pages is about 4 ms of it. It reads its rows from
 high addresses to low with software prefetch (``_prefetch``; without it the
 reverse pass waited on memory: 12.7 ms and 10.8 ms on the two shapes).
-(1, 65536, 64) is one lane group: its backward runs on one core, its
-forward on two (the split forward; it then moves the output once more).
+(1, 65536, 64) is one lane group: its forward runs on two cores (the split
+forward), and its backward too (two chunks of time).
 
 Examples
 --------
