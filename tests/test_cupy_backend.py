@@ -318,9 +318,24 @@ def test_emulated_all_neg_inf_gives_neg_inf_not_nan(emulated):
         assert (grad_a == 0).all() and (grad_b == 0).all(), method
 
 
-def test_emulated_chunking_is_exact(emulated):
-    """Scanning [x1, x2] = scanning x1, then x2 from x1's last state: bit for bit when the split
-    falls on a multiple of the per-channel kernel's batch (8 steps for float64), to rounding elsewhere."""
+@pytest.mark.parametrize("method", METHODS)
+def test_emulated_float32_slow_constant_decay_does_not_drift(emulated, method):
+    """One slow decay for every step biases every rounding of log a + log h the same way: the plain
+    per-channel walk drifted by 7.2e-6 at T = 16384 here, the compensated one stays at 2.2e-7."""
+    T = 16384
+    log_a = np.full((1, T, 4), np.log(0.9999), np.float32)
+    log_b = np.random.default_rng(3).normal(size=(1, T, 4)).astype(np.float32)
+    out = np.empty_like(log_b)
+    size = backend.workspace_size("log_scan", np.float32, 1, T, 4, method)
+    backend.log_scan(log_a, log_b, None, out, method, np.empty(size, np.uint8) if size else None)
+    want = reference.scan(log_a, log_b, axis=1)
+    assert (np.abs(out - want) / (1 + np.abs(want))).max() < 3e-6
+
+
+def test_emulated_chunking_agrees_to_rounding(emulated):
+    """Scanning [x1, x2] = scanning x1, then x2 from x1's last state, to rounding: the per-channel
+    kernel carries a compensated state whose low part does not cross the split (and the batches of
+    8 float64 steps are aligned differently when the split is not a multiple of 8)."""
     a, b, _ = _inputs("log", np.float64, 1, 300, 2, seed=5, with_h0=False, resets=True)
     whole = np.empty_like(b)
     backend.log_scan(a, b, None, whole, "sequential", None)
@@ -329,10 +344,7 @@ def test_emulated_chunking_is_exact(emulated):
         backend.log_scan(a[:, :split], b[:, :split], None, first, "sequential", None)
         backend.log_scan(a[:, split:], b[:, split:], first[:, -1].copy(), second, "sequential", None)
         joined = np.concatenate([first, second], axis=1)
-        if split % 8 == 0:
-            np.testing.assert_array_equal(joined, whole)
-        else:
-            np.testing.assert_allclose(joined, whole, rtol=1e-14)
+        np.testing.assert_allclose(joined, whole, rtol=1e-14)
 
 
 # ============================================================ the contract on a GPU
@@ -445,13 +457,14 @@ def test_gpu_float16_kernels_directly(method):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.gpu
 @pytest.mark.skipif("not _gpu_available()", reason="no CUDA device or no CuPy")
-def test_gpu_float32_accuracy_at_T_65536(method):
-    """float32 within 1e-5 (relative to max(|log h|, 1)) of float64, worst case: a log-cumsum-exp."""
+@pytest.mark.parametrize("decay", [1.0, 0.9999], ids=["log-cumsum-exp", "slow-constant-decay"])
+def test_gpu_float32_accuracy_at_T_65536(method, decay):
+    """float32 within 1e-5 (relative to max(|log h|, 1)) of float64: no decay, or one slow decay repeated."""
     import cupy
 
     T = 65536
     log_b = np.random.default_rng(11).normal(size=(1, T, 64)).astype(np.float32)
-    log_a = np.zeros_like(log_b)
+    log_a = np.full_like(log_b, np.log(decay))
     out = cupy.empty(log_b.shape, cupy.float32)
     size = backend.workspace_size("log_scan", np.float32, 1, T, 64, method)
     backend.log_scan(cupy.asarray(log_a), cupy.asarray(log_b), None, out, method,

@@ -74,9 +74,15 @@ def test_forward_and_backward_on_gpu(method, op, dtype, shape):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_float32_accuracy_at_T65536(method):
-    """The target: float32 within 1e-5 of the float64 reference at T = 65536 (log space: absolute in log h)."""
+@pytest.mark.parametrize("decay", [None, 0.9999], ids=["random-decays", "slow-constant-decay"])
+def test_float32_accuracy_at_T65536(method, decay):
+    """The target: float32 within 1e-5 of the float64 reference at T = 65536 (log space: absolute in log h).
+
+    Also with one slow decay repeated, which biases every rounding of log a + log h the same way.
+    """
     a, b, _ = _inputs((1, 65536, 4), np.float64, seed=2)
+    if decay is not None:
+        a = np.full_like(a, np.float32(np.log(decay)))  # a float32 value: the cast below is exact
     want = reference.scan(a, b, axis=1)
     got = logscan.scan(cuda.to_device(a.astype(np.float32)), cuda.to_device(b.astype(np.float32)), axis=1,
                        method=method, backend=BACKEND).copy_to_host()

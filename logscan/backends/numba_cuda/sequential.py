@@ -28,9 +28,23 @@ from numba import cuda, int64
 
 
 def make_forward(space, unroll):
-    """Kernel ``(a, b, h0, has_h0, out, outer, T, inner)``: out = the inclusive scan."""
-    apply = space.apply
-    dtype, identity_b = space.nb_dtype, space.identity[1]
+    """Kernel ``(a, b, h0, has_h0, out, outer, T, inner)``: out = the inclusive scan.
+
+    In log space the state carries its rounding error (``low``, see
+    ``_spaces.make_log_apply_compensated``): the arithmetic is free in a
+    memory-bound loop, and without it a float32 walk drifts where the decay
+    is slow and constant. A scan split in two and continued from the last
+    state therefore agrees to rounding, not bit for bit.
+    """
+    dtype, identity_b, zero = space.nb_dtype, space.identity[1], space.zero
+    if space.name == "log":
+        step = space.apply_compensated
+    else:
+        linear_apply = space.apply
+
+        @cuda.jit(device=True, inline=True)
+        def step(a, b, h, low):
+            return linear_apply(a, b, h), low
 
     def sequential_forward(a, b, h0, has_h0, out, outer, T, inner):
         c = int64(cuda.blockIdx.x) * int64(cuda.blockDim.x) + int64(cuda.threadIdx.x)
@@ -39,6 +53,7 @@ def make_forward(space, unroll):
         o = c // inner
         i = c - o * inner
         h = h0[o, i] if has_h0 else identity_b
+        low = zero
         ra = cuda.local.array(unroll, dtype)
         rb = cuda.local.array(unroll, dtype)
         t0 = int64(0)
@@ -52,7 +67,7 @@ def make_forward(space, unroll):
             # ---- then the dependent chain and the stores
             for k in range(unroll):
                 if k < n:
-                    h = apply(ra[k], rb[k], h)
+                    h, low = step(ra[k], rb[k], h, low)
                     out[o, t0 + k, i] = h
             t0 += unroll
 

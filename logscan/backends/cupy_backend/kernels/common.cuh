@@ -107,6 +107,31 @@ template <typename C> struct Space<C, true> {
         B = logaddexp(a + B, b);
         A = A + a;
     }
+    // apply() from the state h + low, leaving the rounding error of the result in low: the rounding
+    // of a + h and of the final addition (TwoSum each). A state carried over many steps with one
+    // slow decay otherwise drifts: that rounding has the same sign every step. When b dominates,
+    // the old low part is forgotten with the old state.
+    __device__ static C apply_compensated(C a, C h, C b, C& low) {
+        const C x = a + h;
+        const C b_virtual = x - a;
+        const C err = (a - (x - b_virtual)) + (h - b_virtual);
+        C keep = (x - x == C(0)) ? low + err : low;  // (x - x is 0 only for a finite x)
+        C larger = x, smaller = b;
+        if (x < b) {
+            larger = b;
+            smaller = x;
+            keep = C(0);
+        }
+        if (smaller == negative_infinity<C>() || larger == -negative_infinity<C>()) {
+            low = C(0);
+            return larger;
+        }
+        const C correction = log1p_accurate(exp_fast(smaller - larger)) + keep;
+        const C high = larger + correction;
+        const C part = high - larger;
+        low = (larger - (high - part)) + (correction - part);
+        return high;
+    }
 };
 
 template <typename C> struct Space<C, false> {
@@ -117,6 +142,7 @@ template <typename C> struct Space<C, false> {
         B = fma(a, B, b);
         A = A * a;
     }
+    __device__ static C apply_compensated(C a, C h, C b, C&) { return fma(a, h, b); }
 };
 
 // ------------------------------------------------------------ loads and stores

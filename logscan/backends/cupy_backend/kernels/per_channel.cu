@@ -21,7 +21,10 @@
 // sqrt(T) ulp of |log h| when the gates stay near 1 (log-cumsum-exp: about
 // 1e-4 absolute, 1e-5 relative at T = 65536, emulated on the CPU); the
 // batch-local scan of forward_run rounds the carried state once per batch
-// instead of once per step, which divides that by about sqrt(batch).
+// instead of once per step, and keeps that rounding in log space (a
+// compensated state): with one slow decay repeated, which biases every
+// rounding the same way, the plain walk had drifted by 7e-6 at T = 16384
+// (emulated), and a split run agrees with the whole to rounding, not bits.
 #include "sequential_chunk.cuh"
 
 // ============================================================ forward

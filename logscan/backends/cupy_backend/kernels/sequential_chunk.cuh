@@ -12,10 +12,12 @@
 // identity, (A_k, B_k) = (a_0, b_0) then ... then (a_k, b_k), and only then
 // applies each prefix to the carried state: h_k = A_k (x) h + B_k. The
 // carried state thus takes one rounding per *batch* instead of one per step,
-// which cuts the error of a long sequential walk (which grows like
-// sqrt(steps) ulp when the gates are ~1, as in a log-cumsum-exp) by about
-// sqrt(BATCH), for one more combine per step, which is free in a kernel
-// bound by memory bandwidth.
+// and in log space it also keeps that rounding (the state is h + low,
+// Space::apply_compensated): a plain walk drifts like sqrt(steps) ulp when
+// the gates are ~1, and like steps ulp when one slow decay repeats (the
+// rounding of log a + log h then has the same sign every step). The extra
+// combine per step is free in a kernel bound by memory bandwidth. A run
+// split in two and continued from its last state agrees to rounding.
 //
 // Backward (DESIGN section 3), one fused reverse pass: with
 // g_t = dL/dh_t (or dL/dlog h_t) the gradient flowing into step t is
@@ -41,6 +43,9 @@ __device__ __forceinline__ void forward_run(const S* a, i64 a_st, const S* b, i6
     typedef typename compute_of<S>::type C;
     typedef Space<C, LOG> Sp;
     const int BATCH = batch_of<S, VEC>::value;
+    C low[VEC];  // the carried state's rounding error (log space; see Space::apply_compensated)
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) low[v] = C(0);
     for (i64 t = t0; t < t1; t += BATCH) {
         const i64 left = t1 - t;
         const int n = left < BATCH ? static_cast<int>(left) : BATCH;
@@ -53,19 +58,19 @@ __device__ __forceinline__ void forward_run(const S* a, i64 a_st, const S* b, i6
                 load<S, VEC>(b + (t + k) * b_st, xb[k]);
             }
         }
-        // ---- batch-local scan, then the carried state through each prefix
+        // ---- batch-local scan, then the carried state through each prefix; the state carried to the
+        //      next batch is the whole batch's map applied once more, compensated
 #pragma unroll
         for (int v = 0; v < VEC; ++v) {
-            C A = Sp::identity_a(), B = Sp::identity_b(), last = state[v];
+            C A = Sp::identity_a(), B = Sp::identity_b();
 #pragma unroll
             for (int k = 0; k < BATCH; ++k) {
                 if (k < n) {
                     Sp::then(A, B, xa[k][v], xb[k][v]);
                     xb[k][v] = Sp::apply(A, state[v], B);
-                    last = xb[k][v];  // (not xb[n - 1]: a run-time index would put xb in local memory)
                 }
             }
-            state[v] = last;
+            state[v] = Sp::apply_compensated(A, state[v], B, low[v]);
         }
         // ---- stores
 #pragma unroll
