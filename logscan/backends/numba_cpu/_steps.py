@@ -130,8 +130,7 @@ def sum_log_decay(a, a_off, a_ts, total, low, wide, part, n, steps, zero, neg_in
 
     The rows are summed in float64 (``wide``, a float64 scratch row; ``part``
     one of the array dtype) and that sum is added once, compensated: one
-    float64 add per element instead of a compensated sum in the array dtype,
-    about 4x cheaper, and for float32 more exact.
+    float64 add per element instead of a compensated sum in the array dtype.
     """
     for i in range(n):
         wide[i] = 0.0
