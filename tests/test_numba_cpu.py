@@ -9,6 +9,7 @@ not importing numba.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -428,6 +429,37 @@ def test_carry_fold_stops_once_the_carry_has_faded(dtype):
             exact = reference.scan(log_a[folded:], log_b[folded:], axis=0, log_h0=want[folded - 1])
             assert np.array_equal(got[folded:], scanned[folded:])
             assert (np.abs(got[folded:] - exact) / (1 + np.abs(exact))).max() < tolerance(dtype, steps)
+
+
+def test_a_second_process_loads_the_kernels_from_the_disk_cache():
+    """The kernels are cached on disk (cache=True): a second process compiles nothing for the same call."""
+    code = ("import numpy as np, logscan; from logscan.backends.numba_cpu import _chunked; "
+            "x = np.zeros((1, 64, 3), np.float32); logscan.scan(x, x, axis=1, backend='numba', method='chunked'); "
+            "s = _chunked.forward.stats; print(len(s.cache_hits), len(s.cache_misses))")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+            for _ in range(2)]
+    hits, misses = (int(v) for v in runs[1].stdout.split())
+    assert (hits, misses) == (1, 0), runs[1].stdout
+
+
+def test_cache_guard_drops_kernels_compiled_from_other_sources(tmp_path):
+    """A changed helper module invalidates every cached kernel of the package (numba sees only the kernel's file)."""
+    from logscan.backends.numba_cpu import _cache_guard
+
+    (tmp_path / "_kernels.py").write_text("x = 1\n")
+    (tmp_path / "_helpers.py").write_text("y = 1\n")
+    cache = tmp_path / "__pycache__"
+    assert _cache_guard.refresh(tmp_path)  # first call: no stamp yet
+    (cache / "_kernels.f-1.py311.nbi").write_bytes(b"index")
+    (cache / "_kernels.f-1.py311.1.nbc").write_bytes(b"code")
+    (cache / "_kernels.cpython-311.pyc").write_bytes(b"bytecode")
+    assert not _cache_guard.refresh(tmp_path)  # unchanged sources: the cache stays
+    assert len(list(cache.glob("*.nb?"))) == 2
+    (tmp_path / "_helpers.py").write_text("y = 2\n")  # a helper changed, the kernel's file did not
+    assert _cache_guard.refresh(tmp_path)
+    assert not list(cache.glob("*.nb?")) and (cache / "_kernels.cpython-311.pyc").exists()
+    assert not _cache_guard.refresh(tmp_path)
 
 
 # ----------------------------------------------------------------------------- register transposes (axis=-1 tiles)

@@ -111,13 +111,20 @@ Examples
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numba
 import numpy as np
 
-from logscan.backends._host import as_array  # noqa: F401  (backend interface)
-from logscan.backends.numba_cpu import _chunked, _tree
-from logscan.backends.numba_cpu._geometry import describe, element_aligned
-from logscan.backends.numba_cpu._steps import LINEAR, LOG
+from logscan.backends.numba_cpu import _cache_guard
+
+# before the kernels are defined: their on-disk cache does not see edits to the helpers they inline
+_cache_guard.refresh(Path(__file__).parent)
+
+from logscan.backends._host import as_array  # noqa: E402, F401  (backend interface)
+from logscan.backends.numba_cpu import _chunked, _tree  # noqa: E402
+from logscan.backends.numba_cpu._geometry import describe, element_aligned  # noqa: E402
+from logscan.backends.numba_cpu._steps import LINEAR, LOG  # noqa: E402
 
 methods = ("sequential", "hillis_steele", "blelloch", "chunked")
 
