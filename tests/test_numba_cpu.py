@@ -265,7 +265,7 @@ def test_all_neg_inf_gives_neg_inf_and_zero_gradients():
 def test_chunked_uses_several_chunks_and_equals_sequential(monkeypatch):
     # on this 2-core machine chunked runs as one chunk: force the time split to test it
     monkeypatch.setattr(numba_cpu, "MIN_THREADS_TO_CHUNK", 1)
-    assert numba_cpu._n_chunks("log_scan", 1, 4096, 1) > 1  # one group of one channel: chunks over time
+    assert numba_cpu._n_chunks(1, 4096, 1, backward=False) > 1  # one group of one channel: chunks over time
     rng = np.random.default_rng(5)
     log_a = -np.logaddexp(0, -rng.normal(size=(1, 4096, 1)))
     log_b = rng.normal(size=(1, 4096, 1))

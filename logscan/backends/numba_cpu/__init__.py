@@ -15,16 +15,16 @@ Methods
     the log-space state compensated (its rounding error carried along,
     ``_vmath.logaddexp_compensated32``, with that of ``log a + log h``:
     5e-8 instead of 1.1e-5 at T = 65 536 with no decay, 7e-8 instead of
-    1.3e-4 with the constant decay ``log a = -1e-4``) and, where that pays, time split into chunks so that few
-    channels still use every core (``_chunked``). The log-space forward
-    scans all chunks at once (chunk 0 from ``h0``, the others from the empty
-    state, summing their log a) and then folds each chunk's entering state
-    in, ``logaddexp(A_t + carry, out_t)``, a pass with no dependency from row
-    to row that stops once the carry's share is below ``exp(2 log eps - 8)``
-    in every lane (after a few dozen rows when the decays are well below 1;
-    ``forward_split``). The backward and the linear scan compose
-    chunk totals, pass the carries between chunks, and re-scan every chunk
-    from its carry. Splitting a sequence and continuing from the last state
+    1.3e-4 with the constant decay ``log a = -1e-4``) and, where that pays,
+    time split into chunks so that few channels still use every core
+    (``_chunked``). The log-space forward scans all chunks at once (chunk 0
+    from ``h0``, the others from the empty state, summing their log a) and
+    then folds each chunk's entering state in, ``logaddexp(A_t + carry,
+    out_t)``, a pass with no dependency from row to row that stops once the
+    carry's share is below ``exp(2 log eps - 8)`` in every lane (after a few
+    dozen rows when the decays are well below 1; ``forward_split``). The
+    backward and the linear scan compose chunk totals, pass the carries
+    between chunks, and re-scan every chunk from its carry. Splitting a sequence and continuing from the last state
     agrees to a few ulp, not bit for bit (the carried error is not part of
     the state a caller sees).
 ``hillis_steele``, ``blelloch``
@@ -144,7 +144,8 @@ LANES = LANES_FLAT  # tree methods: whole-sequence tiles of this many lanes
 ROWS_MIN_INNER = 16  # from this many inner channels on, groups stay within one row of inner
 MIN_CHUNK = 256      # shorter chunks spend more on totals and carries than they win
 MIN_THREADS_TO_CHUNK = 4  # below this, splitting time did not pay for the forward (see "How method='auto' chooses")
-BACKWARD_UNITS_PER_THREAD = 1
+FORWARD_UNITS_PER_THREAD = 4   # chunks x groups per thread for the chunked forward
+BACKWARD_UNITS_PER_THREAD = 1  # the backward's chunk totals cost more: one chunk per idle thread
 # The split log-space forward (_chunked.forward_split) pays where one group of few lanes is bound by the
 # latency of the scan (measured, 2 threads, float32, split vs not: (1, 65536, 64) 2.95 vs 3.31 ms,
 # (1, 262144, 32) 8.4 vs 10.5, (1, 8192, 16) 0.37 vs 0.39); with wide rows, or short T, it lost
@@ -169,18 +170,18 @@ def _groups(outer, inner):
     return -(-(outer * inner) // lanes)
 
 
-def _n_chunks(op, outer, T, inner):
+def _n_chunks(outer, T, inner, backward):
     """Chunks of time for ``chunked`` (not the split log-space forward): only when channel groups leave threads idle.
 
-    Forward (linear space): with at least MIN_THREADS_TO_CHUNK threads, enough
-    units for every thread a few times over. Backward: from 2 threads on,
+    Forward (linear space): with at least MIN_THREADS_TO_CHUNK threads,
+    FORWARD_UNITS_PER_THREAD units per thread. Backward: from 2 threads on,
     BACKWARD_UNITS_PER_THREAD units per thread. None shorter than MIN_CHUNK.
     """
     groups, threads = _groups(outer, inner), _threads()
-    backward = op.endswith("_backward")
-    if not 0 < groups < threads or threads < (2 if backward else MIN_THREADS_TO_CHUNK):
+    min_threads, units = (2, BACKWARD_UNITS_PER_THREAD) if backward else (MIN_THREADS_TO_CHUNK,
+                                                                          FORWARD_UNITS_PER_THREAD)
+    if not 0 < groups < threads or threads < min_threads:
         return 1
-    units = BACKWARD_UNITS_PER_THREAD if backward else 4
     return int(max(1, min(-(-units * threads // groups), T // MIN_CHUNK)))
 
 
@@ -209,7 +210,7 @@ def choose_method(op, dtype, outer, T, inner):
 def workspace_size(op, dtype, outer, T, inner, method):
     itemsize = np.dtype(dtype).itemsize
     if method == "chunked":
-        rows = 2 * _n_chunks(op, outer, T, inner)
+        rows = 2 * _n_chunks(outer, T, inner, op.endswith("_backward"))
         if op == "log_scan":  # the split forward, when the layout allows it (decided at the call)
             chunks, pieces = _split(outer, T, inner)
             rows = max(rows, (2 + pieces) * chunks if chunks > 1 else 0)
@@ -275,10 +276,6 @@ class _ThreadsFor:
         numba.set_num_threads(self.before)
 
 
-_FORWARD_OP = {LOG: "log_scan", LINEAR: "linear_scan"}
-_BACKWARD_OP = {LOG: "log_scan_backward", LINEAR: "linear_scan_backward"}
-
-
 def _identity(space, dtype):
     """(identity of the totals' first part, empty state) in ``dtype``."""
     if space == LOG:
@@ -316,7 +313,7 @@ def _forward(space, a, b, h0, out, method, workspace):
             _chunked.forward_split(a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner,
                                    _lanes(outer, inner), chunks, pieces, ws, identity_a, identity_b, _negligible(dtype))
     else:
-        n_chunks = _n_chunks(_FORWARD_OP[space], outer, T, inner) if method == "chunked" else 1
+        n_chunks = _n_chunks(outer, T, inner, False) if method == "chunked" else 1
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
         with _ThreadsFor(_groups(outer, inner) * n_chunks, outer * T * inner):
             _chunked.forward(space, method == "chunked", a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T,
@@ -342,7 +339,7 @@ def _backward(space, g, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace)
                            identity_b)
     else:
         rows_mode, direct = _layout(outer, inner, (g, a, b, h, ga_k, gb_k))
-        n_chunks = _n_chunks(_BACKWARD_OP[space], outer, T, inner) if method == "chunked" else 1
+        n_chunks = _n_chunks(outer, T, inner, True) if method == "chunked" else 1
         memories, geo = describe([g, a, b, h, ga_k, gb_k, h0, gh0_k], dtype)
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
         with _ThreadsFor(_groups(outer, inner) * n_chunks, outer * T * inner):
