@@ -6,6 +6,7 @@ import pytest
 
 from logscan import reference_nn
 from logscan.nn import (
+    _fused_cpu,
     mingru_backward,
     mingru_forward,
     mingru_init,
@@ -23,6 +24,13 @@ CELLS = {
 }
 SHAPES = [(1, 1, 2, 3), (2, 5, 3, 4), (3, 33, 4, 2)]  # (B, T, d_in, d_hidden)
 TOLERANCE = {np.float64: 1e-11, np.float32: 2e-5}
+
+
+@pytest.fixture(autouse=True, params=["fused", "arrays"])
+def gate_path(request, monkeypatch):
+    """Every test runs on both paths of the gates: the fused numba pass and the array expressions (CuPy's path)."""
+    monkeypatch.setattr(_fused_cpu, "ENABLED", request.param == "fused")
+    return request.param
 
 
 def shape_id(shape):

@@ -9,7 +9,7 @@ logit ``s`` (minGRU: ``s = k``; minLSTM: ``s = softplus(-f) - softplus(-i)``):
 
 .. math:: h_t = \sigma(-s_t) h_{t-1} + \sigma(s_t) g(\tilde h_t),\qquad
           \log a_t = -\operatorname{softplus}(s_t),\quad
-          \log b_t = \log g(\tilde h_t) + s_t + \log a_t.
+          \log b_t = \log g(\tilde h_t) - \operatorname{softplus}(-s_t).
 """
 
 from __future__ import annotations
@@ -109,12 +109,21 @@ def check_inputs(caller, params, names, x, state, *, step):
 
 
 def mixture_coefficients(s, candidate):
-    """``(log a, log b)`` of the gated mixture with logit ``s`` (new arrays; ``s`` and ``candidate`` kept)."""
-    log_a = softplus(s)
-    log_a *= -1                       # log sigma(-s) = -softplus(s)
+    """``(log a, log b)`` of the gated mixture with logit ``s`` (new arrays; ``s`` and ``candidate`` kept).
+
+    ``log a = log sigma(-s) = -max(s, 0) - l`` and ``log sigma(s) = min(s, 0) - l``
+    share ``l = log(1 + exp(-|s|))``. (``s + log a`` is the same ``log sigma(s)``
+    but loses its digits to cancellation once ``|s|`` is large: 1e-3 at
+    ``s = 1e4`` in float32.)
+    """
+    xp = array_module(s)
+    shared = softplus(-xp.abs(s))     # log(1 + exp(-|s|))
+    log_a = xp.maximum(s, 0)
+    log_a += shared
+    log_a *= -1
     log_b = log_g(candidate)
-    log_b += s
-    log_b += log_a                    # log sigma(s) = s - softplus(s)
+    log_b += xp.minimum(s, 0)
+    log_b -= shared
     return log_a, log_b
 
 

@@ -36,7 +36,7 @@ True
 
 from __future__ import annotations
 
-from logscan.nn import _minrnn
+from logscan.nn import _fused_cpu, _minrnn
 
 GATES = ("gate", "candidate")
 
@@ -78,8 +78,11 @@ def mingru_forward(params, x, *, log_h0=None):
     """
     d_hidden, log_h0 = _minrnn.check_inputs("mingru_forward", params, GATES, x, log_h0, step=False)
     pre = _minrnn.project(params, GATES, x)
-    k, candidate = pre[..., :d_hidden], pre[..., d_hidden:]
-    log_a, log_b = _minrnn.mixture_coefficients(k, candidate)   # the logit is k itself
+    if _fused_cpu.applies(pre):
+        log_a, log_b = _fused_cpu.mingru_coefficients(pre)
+    else:
+        k, candidate = pre[..., :d_hidden], pre[..., d_hidden:]
+        log_a, log_b = _minrnn.mixture_coefficients(k, candidate)   # the logit is k itself
     log_h, h = _minrnn.scan_forward(log_a, log_b, log_h0)
     cache = {"x": x, "pre": pre, "log_a": log_a, "log_b": log_b, "log_h": log_h, "h": h, "log_h0": log_h0}
     return h, cache
@@ -112,11 +115,13 @@ def mingru_backward(params, cache, grad_h):
     grad_log_a, grad_log_b, grad_log_h0 = _minrnn.scan_backward(taken, grad_h)
     # The cached buffers become the gradients' (the pre-activations end as their gradient).
     grad_pre = taken.pop("pre")
-    k, candidate = grad_pre[..., :d_hidden], grad_pre[..., d_hidden:]
-    k[...] = _minrnn.logit_backward(grad_log_a, grad_log_b, taken.pop("log_a"), k, out=grad_log_a)
-    del grad_log_a
-    candidate[...] = _minrnn.candidate_backward(grad_log_b, candidate)
-    del grad_log_b
+    if _fused_cpu.applies(grad_pre):
+        _fused_cpu.mingru_gradients(grad_log_a, grad_log_b, taken.pop("log_a"), grad_pre)
+    else:
+        k, candidate = grad_pre[..., :d_hidden], grad_pre[..., d_hidden:]
+        k[...] = _minrnn.logit_backward(grad_log_a, grad_log_b, taken.pop("log_a"), k, out=grad_log_a)
+        candidate[...] = _minrnn.candidate_backward(grad_log_b, candidate)
+    del grad_log_a, grad_log_b
     grads, grad_x = _minrnn.project_backward(params, GATES, taken["x"], grad_pre)
     return grads, grad_x, grad_log_h0
 

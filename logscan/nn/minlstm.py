@@ -33,7 +33,7 @@ True
 
 from __future__ import annotations
 
-from logscan.nn import _minrnn
+from logscan.nn import _fused_cpu, _minrnn
 from logscan.nn._logspace import sigmoid, softplus
 
 GATES = ("forget", "input", "candidate")
@@ -73,13 +73,29 @@ def minlstm_forward(params, x, *, log_h0=None):
     """
     d_hidden, log_h0 = _minrnn.check_inputs("minlstm_forward", params, GATES, x, log_h0, step=False)
     pre = _minrnn.project(params, GATES, x)
-    forget, input_, candidate = _split(pre, d_hidden)
-    d = _logit(forget, input_)
-    log_a, log_b = _minrnn.mixture_coefficients(d, candidate)
+    if _fused_cpu.applies(pre):
+        d, log_a, log_b = _fused_cpu.minlstm_coefficients(pre)
+    else:
+        forget, input_, candidate = _split(pre, d_hidden)
+        d = _logit(forget, input_)
+        log_a, log_b = _minrnn.mixture_coefficients(d, candidate)
     log_h, h = _minrnn.scan_forward(log_a, log_b, log_h0)
     cache = {"x": x, "pre": pre, "d": d, "log_a": log_a, "log_b": log_b, "log_h": log_h, "h": h,
              "log_h0": log_h0}
     return h, cache
+
+
+def _logit_and_candidate_backward(grad_log_a, grad_log_b, log_a, d, grad_pre):
+    """The array-expression backward from the scan's gradients to ``grad_pre`` (written in place)."""
+    forget, input_, candidate = _split(grad_pre, grad_pre.shape[-1] // 3)
+    grad_d = _minrnn.logit_backward(grad_log_a, grad_log_b, log_a, d, out=d)
+    candidate[...] = _minrnn.candidate_backward(grad_log_b, candidate)
+    # dd / d forget = -sigmoid(-forget), dd / d input = sigmoid(-input)
+    input_[...] = sigmoid(input_, negate=True)
+    input_ *= grad_d
+    forget[...] = sigmoid(forget, negate=True)
+    forget *= grad_d
+    forget *= -1
 
 
 def minlstm_backward(params, cache, grad_h):
@@ -97,23 +113,14 @@ def minlstm_backward(params, cache, grad_h):
     """
     caller = "minlstm_backward"
     taken = _minrnn.take_cache(caller, cache, grad_h)
-    d_hidden = grad_h.shape[-1]
     grad_log_a, grad_log_b, grad_log_h0 = _minrnn.scan_backward(taken, grad_h)
     # The cached buffers become the gradients' (the pre-activations end as their gradient).
     grad_pre = taken.pop("pre")
-    forget, input_, candidate = _split(grad_pre, d_hidden)
-    d = taken.pop("d")
-    grad_d = _minrnn.logit_backward(grad_log_a, grad_log_b, taken.pop("log_a"), d, out=d)
-    del grad_log_a
-    candidate[...] = _minrnn.candidate_backward(grad_log_b, candidate)
-    del grad_log_b
-    # dd / d forget = -sigmoid(-forget), dd / d input = sigmoid(-input)
-    input_[...] = sigmoid(input_, negate=True)
-    input_ *= grad_d
-    forget[...] = sigmoid(forget, negate=True)
-    forget *= grad_d
-    forget *= -1
-    del grad_d
+    if _fused_cpu.applies(grad_pre):
+        _fused_cpu.minlstm_gradients(grad_log_a, grad_log_b, taken.pop("log_a"), taken.pop("d"), grad_pre)
+    else:
+        _logit_and_candidate_backward(grad_log_a, grad_log_b, taken.pop("log_a"), taken.pop("d"), grad_pre)
+    del grad_log_a, grad_log_b
     grads, grad_x = _minrnn.project_backward(params, GATES, taken["x"], grad_pre)
     return grads, grad_x, grad_log_h0
 

@@ -364,6 +364,11 @@ def vlog1p(x):
     raise NotImplementedError("vlog1p is only callable from numba-compiled code")
 
 
+def vsoftplus_nonpositive(x):
+    """``log1p(exp(x))`` for ``x <= 0`` (``-inf`` gives 0) in the precision of ``x``, vectorizable."""
+    raise NotImplementedError("vsoftplus_nonpositive is only callable from numba-compiled code")
+
+
 def vlogaddexp(x, y):
     """``log(exp(x) + exp(y))`` in the precision of ``x`` and ``y``, vectorizable, -inf exact."""
     raise NotImplementedError("vlogaddexp is only callable from numba-compiled code")
@@ -419,6 +424,15 @@ def _vlog1p_typed(x):
         return lambda x: log1p32(x)
     if x == types.float64:
         return lambda x: log1p64(x)
+    return None
+
+
+@overload(vsoftplus_nonpositive, jit_options=_INLINE)
+def _vsoftplus_nonpositive_typed(x):
+    if x == types.float32:
+        return lambda x: softplus_nonpositive32(x)
+    if x == types.float64:
+        return lambda x: softplus_nonpositive64(x)
     return None
 
 
