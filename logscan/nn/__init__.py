@@ -4,7 +4,12 @@ Everything here is plain functions over dicts of arrays: ``*_init`` makes
 parameters, ``*_forward`` returns ``(output, cache)``, ``*_backward`` takes the
 cache and the upstream gradient and returns gradients with the same keys as
 the parameters. The recurrences go through :func:`logscan.scan` and
-:func:`logscan.scan_backward`; the same code runs on CuPy arrays.
+:func:`logscan.scan_backward`; the same code runs on CuPy arrays. On
+C-contiguous float32/float64 NumPy arrays the layers' gate arithmetic (from
+the pre-activations to the scan's ``log a``, ``log b`` and back) is one fused
+numba pass each way instead of a dozen NumPy passes (``_fused_cpu``; at
+(16, 1024, 256, 256) float32 minLSTM forward + backward went from 331-386 to
+233-242 ms on a 2-core VM).
 
 Modules: :mod:`~logscan.nn.mingru`, :mod:`~logscan.nn.minlstm` (the layers),
 :mod:`~logscan.nn.layers` (linear, embedding, RMSNorm, causal conv, MLP),

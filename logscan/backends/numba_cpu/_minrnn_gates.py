@@ -4,10 +4,10 @@ r"""Fused elementwise passes of the minGRU / minLSTM layers on the CPU: gates in
 pre-activations ``pre`` (one row per ``(b, t)``, the gates side by side:
 ``[k | h~]`` for minGRU, ``[f | i | h~]`` for minLSTM) with array
 expressions that run on NumPy and CuPy alike. On NumPy that is a dozen
-passes over memory with temporaries, and NumPy's ``exp``/``log`` are not
-the cost-bound part: the passes are. These kernels do the same math in one
-pass forward and one backward, with the vectorized ``_vmath`` polynomials,
-threads over blocks of rows.
+passes over memory with temporaries (about half of a minLSTM layer's
+forward + backward at (16, 1024, 256, 256) float32, in a profile). These
+kernels do the same math in one pass forward and one backward, with the
+vectorized ``_vmath`` polynomials, threads over blocks of rows.
 
 Forward, with the logit ``s`` (minGRU: ``s = k``; minLSTM:
 ``s = softplus(-f) - softplus(-i)``, which the backward needs and is stored):
