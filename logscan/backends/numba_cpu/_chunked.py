@@ -281,7 +281,6 @@ def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lan
     ``total_only`` composes the run into ``carry -> product carry + carry0``
     instead of writing gradients.
     """
-    scratch = np.empty((2, W), g.dtype)
     off_g, off_a, off_b, off_h, off_ga, off_gb = (lane_offs[0], lane_offs[1], lane_offs[2], lane_offs[3],
                                                   lane_offs[4], lane_offs[5])
     sg, sa, sb, sh = geo[_G, TIME], geo[_BA, TIME], geo[_BB, TIME], geo[_BH, TIME]
@@ -294,21 +293,21 @@ def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lan
             if total_only:
                 backward_total(space, g, off_g[0] + lo * sg, sg, a, off_a[0] + lo * sa, sa,
                                h, off_h[0] + lo * sh, sh, h, off_h[0] + (lo - 1) * sh, sh,
-                               product, carry, scratch, n, t1 - lo, zero, neg_inf, ahead)
+                               product, carry, n, t1 - lo, zero, neg_inf, ahead)
             else:
                 backward_steps(space, g, off_g[0] + lo * sg, sg, a, off_a[0] + lo * sa, sa,
                                b, off_b[0] + lo * sb, sb, h, off_h[0] + lo * sh, sh,
                                h, off_h[0] + (lo - 1) * sh, sh, grad_a, off_ga[0] + lo * sga, sga,
-                               grad_b, off_gb[0] + lo * sgb, sgb, carry, scratch, n, t1 - lo, zero, neg_inf,
+                               grad_b, off_gb[0] + lo * sgb, sgb, carry, n, t1 - lo, zero, neg_inf,
                                ahead)
         if t0 == 0:
             if total_only:
                 backward_total(space, g, off_g[0], sg, a, off_a[0], sa, h, off_h[0], sh, h_first, 0, 0,
-                               product, carry, scratch, n, 1, zero, neg_inf, 0)
+                               product, carry, n, 1, zero, neg_inf, 0)
             else:
                 backward_steps(space, g, off_g[0], sg, a, off_a[0], sa, b, off_b[0], sb, h, off_h[0], sh,
                                h_first, 0, 0, grad_a, off_ga[0], sga, grad_b, off_gb[0], sgb,
-                               carry, scratch, n, 1, zero, neg_inf, 0)
+                               carry, n, 1, zero, neg_inf, 0)
         return
     tile_g, tile_a, tile_b, tile_h, tile_hp, tile_ga, tile_gb = (tiles[0], tiles[1], tiles[2], tiles[3],
                                                                  tiles[4], tiles[5], tiles[6])
@@ -331,10 +330,10 @@ def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lan
             gather(h, off_h, sh, 0, tile_hp[W:], W, n, m - 1)
         if total_only:
             backward_total(space, tile_g, 0, W, tile_a, 0, W, tile_h, 0, W, tile_hp, 0, W,
-                           product, carry, scratch, n, m, zero, neg_inf, 0)
+                           product, carry, n, m, zero, neg_inf, 0)
         else:
             backward_steps(space, tile_g, 0, W, tile_a, 0, W, tile_b, 0, W, tile_h, 0, W, tile_hp, 0, W,
-                           tile_ga, 0, W, tile_gb, 0, W, carry, scratch, n, m, zero, neg_inf, 0)
+                           tile_ga, 0, W, tile_gb, 0, W, carry, n, m, zero, neg_inf, 0)
             scatter(tile_ga, grad_a, off_ga, sga, tt, W, n, m)
             scatter(tile_gb, grad_b, off_gb, sgb, tt, W, n, m)
 
