@@ -95,7 +95,8 @@ forward plus reverse loops); ``% copy``: bytes moved per second (3 arrays
 forward, 6 backward) relative to ``np.copyto`` on one array (now three). The backward
 allocates its two outputs, as the NumPy loop does: at (8, 2048, 512) the
 first touch of those fresh pages is about 4 ms of it. It reads its rows from
-high addresses to low with software prefetch (``_prefetch``; without it the
+high addresses to low, each row in one fused loop over the lanes, with
+software prefetch for rows up to 1 KiB (``_prefetch``; before both, the
 reverse pass waited on memory: 12.7 ms and 10.8 ms on the two shapes).
 (1, 65536, 64) is one lane group: its forward runs on two cores (the split
 forward), and its backward too (two chunks of time).
