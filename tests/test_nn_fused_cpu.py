@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from logscan.nn import _fused_cpu, _minrnn, minlstm
-from logscan.nn._logspace import softplus
+from logscan.nn import _fused_cpu, _minrnn
+from logscan.nn._logspace import sigmoid, softplus
 
 # every regime of the gates: saturated both ways, both branches of g, the switch at 0, overflow-size inputs
 VALUES = np.array([-1e30, -200.0, -88.5, -30.0, -5.0, -1.0, -1e-3, -1e-30, 0.0, 1e-30, 1e-3, 0.25, 0.5,
@@ -31,13 +31,16 @@ def array_coefficients(cell, pre):
 
 
 def array_gradients(cell, grad_log_a, grad_log_b, log_a, logit, pre):
-    grad_pre = pre.copy()
+    """What the cells' array path computes for ``dL/dpre``, with the same helpers."""
+    grad_pre = np.empty_like(pre)
     width = pre.shape[-1] // (2 if cell == "mingru" else 3)
+    grad_s = _minrnn.logit_backward(grad_log_a, grad_log_b, log_a.copy(), logit, out=logit.copy())
+    grad_pre[..., -width:] = _minrnn.candidate_backward(grad_log_b.copy(), pre[..., -width:])
     if cell == "mingru":
-        grad_pre[..., :width] = _minrnn.logit_backward(grad_log_a, grad_log_b, log_a.copy(), logit, out=logit.copy())
-        grad_pre[..., width:] = _minrnn.candidate_backward(grad_log_b.copy(), pre[..., width:])
-    else:
-        minlstm._logit_and_candidate_backward(grad_log_a, grad_log_b.copy(), log_a.copy(), logit.copy(), grad_pre)
+        grad_pre[..., :width] = grad_s
+    else:  # d logit / d f = -sigma(-f), d logit / d i = sigma(-i)
+        grad_pre[..., :width] = -sigmoid(pre[..., :width], negate=True) * grad_s
+        grad_pre[..., width:2 * width] = sigmoid(pre[..., width:2 * width], negate=True) * grad_s
     return grad_pre
 
 

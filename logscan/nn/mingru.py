@@ -117,11 +117,13 @@ def mingru_backward(params, cache, grad_h):
     grad_pre = taken.pop("pre")
     if _fused_cpu.applies(grad_pre):
         _fused_cpu.mingru_gradients(grad_log_a, grad_log_b, taken.pop("log_a"), grad_pre)
+        del grad_log_a, grad_log_b
     else:
         k, candidate = grad_pre[..., :d_hidden], grad_pre[..., d_hidden:]
         k[...] = _minrnn.logit_backward(grad_log_a, grad_log_b, taken.pop("log_a"), k, out=grad_log_a)
+        del grad_log_a  # freed before candidate_backward allocates
         candidate[...] = _minrnn.candidate_backward(grad_log_b, candidate)
-    del grad_log_a, grad_log_b
+        del grad_log_b
     grads, grad_x = _minrnn.project_backward(params, GATES, taken["x"], grad_pre)
     return grads, grad_x, grad_log_h0
 

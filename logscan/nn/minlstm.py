@@ -85,19 +85,6 @@ def minlstm_forward(params, x, *, log_h0=None):
     return h, cache
 
 
-def _logit_and_candidate_backward(grad_log_a, grad_log_b, log_a, d, grad_pre):
-    """The array-expression backward from the scan's gradients to ``grad_pre`` (written in place)."""
-    forget, input_, candidate = _split(grad_pre, grad_pre.shape[-1] // 3)
-    grad_d = _minrnn.logit_backward(grad_log_a, grad_log_b, log_a, d, out=d)
-    candidate[...] = _minrnn.candidate_backward(grad_log_b, candidate)
-    # dd / d forget = -sigmoid(-forget), dd / d input = sigmoid(-input)
-    input_[...] = sigmoid(input_, negate=True)
-    input_ *= grad_d
-    forget[...] = sigmoid(forget, negate=True)
-    forget *= grad_d
-    forget *= -1
-
-
 def minlstm_backward(params, cache, grad_h):
     """Gradients of a loss through :func:`minlstm_forward`.
 
@@ -118,9 +105,21 @@ def minlstm_backward(params, cache, grad_h):
     grad_pre = taken.pop("pre")
     if _fused_cpu.applies(grad_pre):
         _fused_cpu.minlstm_gradients(grad_log_a, grad_log_b, taken.pop("log_a"), taken.pop("d"), grad_pre)
+        del grad_log_a, grad_log_b
     else:
-        _logit_and_candidate_backward(grad_log_a, grad_log_b, taken.pop("log_a"), taken.pop("d"), grad_pre)
-    del grad_log_a, grad_log_b
+        forget, input_, candidate = _split(grad_pre, grad_pre.shape[-1] // 3)
+        d = taken.pop("d")
+        grad_d = _minrnn.logit_backward(grad_log_a, grad_log_b, taken.pop("log_a"), d, out=d)
+        del grad_log_a  # freed before candidate_backward allocates
+        candidate[...] = _minrnn.candidate_backward(grad_log_b, candidate)
+        del grad_log_b
+        # dd / d forget = -sigmoid(-forget), dd / d input = sigmoid(-input)
+        input_[...] = sigmoid(input_, negate=True)
+        input_ *= grad_d
+        forget[...] = sigmoid(forget, negate=True)
+        forget *= grad_d
+        forget *= -1
+        del grad_d
     grads, grad_x = _minrnn.project_backward(params, GATES, taken["x"], grad_pre)
     return grads, grad_x, grad_log_h0
 
