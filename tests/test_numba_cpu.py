@@ -10,6 +10,7 @@ not importing numba.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -122,6 +123,22 @@ def test_kernel_loops_are_vectorized():
     h = np.zeros(16, np.float32)
     _steps.forward_steps(0, True, a, 0, 16, a, 0, 16, a, 0, 16, h, h.copy(), 16, 2)
     ir = next(iter(_steps.forward_steps.inspect_llvm().values()))
+    assert "<16 x float>" in ir or "<8 x float>" in ir
+
+
+def test_backward_row_loops_are_vectorized():
+    """Both fused reverse-pass loops (log and linear space) must compile to SIMD loop bodies."""
+    from logscan.backends.numba_cpu import _steps
+
+    n, steps = 16, 2
+    rows = [np.zeros(n * steps, np.float32) for _ in range(5)]
+    h = np.zeros(n * (steps + 1), np.float32)
+    g, a, b, grad_a, grad_b = rows
+    _steps.backward_steps(_steps.LOG, g, 0, n, a, 0, n, b, 0, n, h, n, n, h, 0, n, grad_a, 0, n, grad_b, 0, n,
+                          np.zeros(n, np.float32), n, steps, np.float32(0), np.float32(-np.inf), 0)
+    ir = next(iter(_steps.backward_steps.inspect_llvm().values()))
+    # one vectorized body per space's loop (LLVM may add an epilogue body to each)
+    assert len(re.findall(r"^vector\.body[0-9]*:", ir, re.MULTILINE)) >= 2
     assert "<16 x float>" in ir or "<8 x float>" in ir
 
 
