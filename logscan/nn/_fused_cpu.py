@@ -62,17 +62,17 @@ def _as_rows(width, *arrays):
     return [np.ascontiguousarray(a).reshape(-1, width) for a in arrays]
 
 
-def mingru_gradients(grad_log_a, grad_log_b, log_a, pre):
+def mingru_gradients(grad_log_a, grad_log_b, pre):
     """Overwrite ``pre = [k | h~]`` with ``[dL/dk | dL/dh~]`` and return it."""
     flat, width = _rows(pre, 2)
-    grad_log_a, grad_log_b, log_a = _as_rows(width, grad_log_a, grad_log_b, log_a)
-    _kernels().mingru_gradients(grad_log_a, grad_log_b, log_a, flat, *_constants(pre.dtype))
+    grad_log_a, grad_log_b = _as_rows(width, grad_log_a, grad_log_b)
+    _kernels().mingru_gradients(grad_log_a, grad_log_b, flat, *_constants(pre.dtype))
     return pre
 
 
-def minlstm_gradients(grad_log_a, grad_log_b, log_a, logit, pre):
+def minlstm_gradients(grad_log_a, grad_log_b, logit, pre):
     """Overwrite ``pre = [f | i | h~]`` with ``[dL/df | dL/di | dL/dh~]`` and return it."""
     flat, width = _rows(pre, 3)
-    grad_log_a, grad_log_b, log_a, logit = _as_rows(width, grad_log_a, grad_log_b, log_a, logit)
-    _kernels().minlstm_gradients(grad_log_a, grad_log_b, log_a, logit, flat, *_constants(pre.dtype))
+    grad_log_a, grad_log_b, logit = _as_rows(width, grad_log_a, grad_log_b, logit)
+    _kernels().minlstm_gradients(grad_log_a, grad_log_b, logit, flat, *_constants(pre.dtype))
     return pre

@@ -116,8 +116,8 @@ def mingru_backward(params, cache, grad_h):
     # The cached buffers become the gradients' (the pre-activations end as their gradient).
     grad_pre = taken.pop("pre")
     if _fused_cpu.applies(grad_pre):
-        _fused_cpu.mingru_gradients(grad_log_a, grad_log_b, taken.pop("log_a"), grad_pre)
-        del grad_log_a, grad_log_b
+        _fused_cpu.mingru_gradients(grad_log_a, grad_log_b, grad_pre)
+        del grad_log_a, grad_log_b, taken["log_a"]
     else:
         k, candidate = grad_pre[..., :d_hidden], grad_pre[..., d_hidden:]
         k[...] = _minrnn.logit_backward(grad_log_a, grad_log_b, taken.pop("log_a"), k, out=grad_log_a)

@@ -104,8 +104,8 @@ def minlstm_backward(params, cache, grad_h):
     # The cached buffers become the gradients' (the pre-activations end as their gradient).
     grad_pre = taken.pop("pre")
     if _fused_cpu.applies(grad_pre):
-        _fused_cpu.minlstm_gradients(grad_log_a, grad_log_b, taken.pop("log_a"), taken.pop("d"), grad_pre)
-        del grad_log_a, grad_log_b
+        _fused_cpu.minlstm_gradients(grad_log_a, grad_log_b, taken.pop("d"), grad_pre)
+        del grad_log_a, grad_log_b, taken["log_a"]
     else:
         forget, input_, candidate = _split(grad_pre, grad_pre.shape[-1] // 3)
         d = taken.pop("d")

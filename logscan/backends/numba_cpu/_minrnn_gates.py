@@ -19,7 +19,7 @@ Forward, with the logit ``s`` (minGRU: ``s = k``; minLSTM:
     \log g(x) = \begin{cases}\log(x + \tfrac12) & x \ge 0\\ x - \operatorname{softplus}(x) & x < 0\end{cases}
 
 Backward, from :math:`\bar a = \partial L/\partial \log a`, :math:`\bar b = \partial L/\partial \log b`
-and :math:`\sigma(s) = \exp(\log a + s)`, written over ``pre`` in place:
+and :math:`\sigma(s)`, written over ``pre`` in place:
 
 .. math::
 
@@ -96,8 +96,9 @@ def _coefficients(s, candidate, zero, half):
 
 
 @njit(**_INLINE)
-def _logit_and_candidate_gradients(grad_log_a, grad_log_b, log_a, s, candidate, zero, half, one):
-    weight = vexp(log_a + s)                               # sigma(s)
+def _logit_and_candidate_gradients(grad_log_a, grad_log_b, s, candidate, zero, half, one):
+    # sigma(s) directly: exp(log a + s) would carry the rounding of log a (up to ~16 ulp near s = 16)
+    weight = _sigmoid_of_negative(-s, zero, one)
     grad_s = grad_log_b - (grad_log_a + grad_log_b) * weight
     return grad_s, grad_log_b * _log_g_derivative(candidate, zero, half, one)
 
@@ -130,27 +131,25 @@ def minlstm_coefficients(pre, logit, log_a, log_b, zero, half):
 
 
 @njit(parallel=True, cache=True, **_OPTS)
-def mingru_gradients(grad_log_a, grad_log_b, log_a, pre, zero, half, one):
+def mingru_gradients(grad_log_a, grad_log_b, pre, zero, half, one):
     """``pre = [k | h~]`` (rows, 2H) overwritten by its gradient ``[dL/dk | dL/dh~]``."""
-    rows, width = log_a.shape
+    rows, width = grad_log_a.shape
     for unit in prange(_units(rows)):
         for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
             for j in range(width):
                 pre[r, j], pre[r, width + j] = _logit_and_candidate_gradients(
-                    grad_log_a[r, j], grad_log_b[r, j], log_a[r, j], pre[r, j], pre[r, width + j],
-                    zero, half, one)
+                    grad_log_a[r, j], grad_log_b[r, j], pre[r, j], pre[r, width + j], zero, half, one)
 
 
 @njit(parallel=True, cache=True, **_OPTS)
-def minlstm_gradients(grad_log_a, grad_log_b, log_a, logit, pre, zero, half, one):
+def minlstm_gradients(grad_log_a, grad_log_b, logit, pre, zero, half, one):
     """``pre = [f | i | h~]`` (rows, 3H) overwritten by its gradient; ``logit`` as the forward stored it."""
-    rows, width = log_a.shape
+    rows, width = grad_log_a.shape
     for unit in prange(_units(rows)):
         for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
             for j in range(width):
                 grad_s, grad_candidate = _logit_and_candidate_gradients(
-                    grad_log_a[r, j], grad_log_b[r, j], log_a[r, j], logit[r, j], pre[r, 2 * width + j],
-                    zero, half, one)
+                    grad_log_a[r, j], grad_log_b[r, j], logit[r, j], pre[r, 2 * width + j], zero, half, one)
                 # d logit / d f = -sigma(-f), d logit / d i = sigma(-i)
                 pre[r, j] = -grad_s * _sigmoid_of_negative(pre[r, j], zero, one)
                 pre[r, width + j] = grad_s * _sigmoid_of_negative(pre[r, width + j], zero, one)
