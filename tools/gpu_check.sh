@@ -7,6 +7,11 @@
 #   tools/gpu_check.sh               GPU tests + benchmark table
 #   tools/gpu_check.sh --quick       the same, benchmark on the three target shapes only
 #   tools/gpu_check.sh --sanitize    also every kernel under compute-sanitizer memcheck and racecheck
+#   tools/gpu_check.sh --charlm=FILE [--charlm-steps=N]
+#                                    also train the charlm task on the GPU (CuPy) on the text FILE
+#                                    (tinyshakespeare.txt; the machine has no network, so carry it
+#                                    along) for N steps (default 1000: the CPU run overfit after ~1000),
+#                                    at most 5 minutes
 #
 # Logs go to ${LOGSCAN_GPU_LOGS:-gpu_check_logs}/. A short summary table is printed last.
 # Exit status: 0 when the tests pass (and the sanitizers are clean, when asked).
@@ -22,11 +27,15 @@ mkdir -p "$LOGS"
 
 SANITIZE=0
 QUICK=()
+CHARLM=""
+CHARLM_STEPS=1000
 for arg in "$@"; do
   case "$arg" in
     --sanitize) SANITIZE=1 ;;
     --quick) QUICK=(--quick) ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --charlm=*) CHARLM=${arg#--charlm=} ;;
+    --charlm-steps=*) CHARLM_STEPS=${arg#--charlm-steps=} ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -81,6 +90,17 @@ if [ "$SANITIZE" = 1 ]; then
   fi
 fi
 
+CHARLM_SUMMARY=()
+if [ -n "$CHARLM" ]; then
+  echo "== charlm on the GPU ($CHARLM_STEPS steps)"
+  # capped at 5 minutes: a device session has little time, and the schedule follows the cap
+  "$PY" -m logscan train --task charlm --device gpu --text "$CHARLM" --steps "$CHARLM_STEPS" --max-minutes 5 \
+    --no-progress 2>&1 | tee "$LOGS/charlm.txt"
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E "^held-out loss" "$LOGS/charlm.txt" | tail -n 1)
+  CHARLM_SUMMARY+=("$(printf '%-11s %s (rc %s; target <= 1.55 nats/char)' "charlm" "${line:-no result}" "$rc")")
+fi
+
 echo
 echo "================ logscan GPU check: summary ================"
 grep -E "^device:" "$LOGS/versions.txt" || echo "device: none"
@@ -100,6 +120,6 @@ EOF
 else
   echo "bench       no results (rc $BENCH_RC)"
 fi
-for line in "${SANITIZE_SUMMARY[@]}"; do echo "$line"; done
+for line in "${SANITIZE_SUMMARY[@]}" "${CHARLM_SUMMARY[@]}"; do echo "$line"; done
 echo "logs: $LOGS"
 [ "$TESTS_RC" = 0 ] && [ "$SANITIZE_RC" = 0 ]
