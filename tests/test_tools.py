@@ -22,3 +22,13 @@ def test_bench_nn_prints_a_row_per_cell():
     assert done.returncode == 0, done.stderr
     for cell in ("mingru", "minlstm"):
         assert re.search(rf"^  {cell} +logscan\.nn +fwd\+bwd +[0-9.]+ ms", done.stdout, re.M), done.stdout
+
+
+def test_gpu_check_script_parses_its_options():
+    """tools/gpu_check.sh only runs on a GPU machine; here its syntax, its help and its refusal of a bad option."""
+    script = ROOT / "tools" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    shown = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, check=False)
+    assert shown.returncode == 0 and "--charlm=FILE" in shown.stdout and "--sanitize" in shown.stdout
+    refused = subprocess.run(["bash", str(script), "--charm=x"], capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "unknown argument --charm=x" in refused.stderr
