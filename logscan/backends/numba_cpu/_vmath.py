@@ -409,31 +409,23 @@ logaddexp_compensated32 = _compensated(softplus_nonpositive32, _LN2_32, _F(0.0))
 logaddexp_compensated64 = _compensated(softplus_nonpositive64, _LN2_64, 0.0)
 
 
-@overload(vexp, jit_options=_INLINE)
-def _vexp_typed(x):
-    if x == types.float32:
-        return lambda x: exp32(x)
-    if x == types.float64:
-        return lambda x: exp64(x)
-    return None
+def _overload_unary(generic, single, double):
+    """Give the one-argument ``generic`` its float32 (``single``) and float64 (``double``) bodies, inlined."""
+
+    @overload(generic, jit_options=_INLINE)
+    def typed(x):
+        if x == types.float32:
+            return lambda x: single(x)
+        if x == types.float64:
+            return lambda x: double(x)
+        return None
+
+    return typed
 
 
-@overload(vlog1p, jit_options=_INLINE)
-def _vlog1p_typed(x):
-    if x == types.float32:
-        return lambda x: log1p32(x)
-    if x == types.float64:
-        return lambda x: log1p64(x)
-    return None
-
-
-@overload(vsoftplus_nonpositive, jit_options=_INLINE)
-def _vsoftplus_nonpositive_typed(x):
-    if x == types.float32:
-        return lambda x: softplus_nonpositive32(x)
-    if x == types.float64:
-        return lambda x: softplus_nonpositive64(x)
-    return None
+_overload_unary(vexp, exp32, exp64)
+_overload_unary(vlog1p, log1p32, log1p64)
+_overload_unary(vsoftplus_nonpositive, softplus_nonpositive32, softplus_nonpositive64)
 
 
 @overload(vlogaddexp_compensated, jit_options=_INLINE)
