@@ -44,7 +44,7 @@ _OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
 _INLINE = dict(_OPTS, forceinline=True)
 # Rows of one thread's work unit (32 KiB of a 256-wide float32 gate). The kernels loop over units, not
 # ``prange(rows)``: with the rows themselves as the parallel loop, minlstm_gradients ran 66-76 ms instead
-# of 7.5-8.0 (16384 x 256, float32, 2 threads), the others alike.
+# of 7.5-8.0 (16384 x 256, float32, 2 threads); the other three kernels measured alike either way.
 ROWS_PER_UNIT = 32
 
 
