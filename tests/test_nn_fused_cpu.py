@@ -95,6 +95,21 @@ def test_fused_gates_match_the_array_expressions_in_float64(cell, dtype):
     assert scaled_error(got_grad[finite], exact_grad[finite]) < ERROR_BOUND[dtype]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_array_path_logit_gradient_keeps_the_relative_accuracy_of_sigma(dtype):
+    """``dL/ds = -sigma(s)`` for ``dL/dlog a = 1``: a few ulp of sigma(s) itself, at every logit.
+
+    (Formed as ``exp(log a + s)``, it carried the rounding of ``log a``: 1e-6 relative near s = 16
+    in float32.) This is the path CuPy arrays take.
+    """
+    s = np.concatenate([VALUES, np.linspace(-30, 30, 2401)]).astype(dtype)[None]
+    log_a, _ = _minrnn.mixture_coefficients(s, np.zeros_like(s))
+    got = _minrnn.logit_backward(np.ones_like(s), np.zeros_like(s), log_a, s, out=np.empty_like(s))
+    exact = -np.exp(-np.logaddexp(0, -s.astype(np.longdouble)))
+    eps = np.finfo(dtype).eps
+    assert np.all(np.abs(got - exact) <= 4 * eps * np.abs(exact) + np.finfo(dtype).tiny)
+
+
 @pytest.mark.parametrize("cell", ["mingru", "minlstm"])
 def test_fused_gates_propagate_nan_to_their_own_element_only(cell):
     n_gates = 2 if cell == "mingru" else 3
