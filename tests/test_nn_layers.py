@@ -87,6 +87,45 @@ def test_mlp(rng):
                 rng.standard_normal((2, 4, 3)) * 2)
 
 
+def test_dropout_backward_with_the_same_mask(rng):
+    x = rng.standard_normal((3, 5, 4))
+
+    def forward(params, x):  # the same seed each call: the same mask, as finite differences need
+        return layers.dropout_forward(x, 0.3, np.random.default_rng(11))
+
+    def backward(params, cache, grad_y):
+        return {}, layers.dropout_backward(cache, grad_y)
+
+    check_layer(forward, backward, {}, x)
+    y, mask = forward({}, x)
+    kept = mask != 0
+    assert 0 < kept.sum() < kept.size
+    np.testing.assert_allclose(y[kept], x[kept] / 0.7, rtol=1e-15)
+    assert np.all(y[~kept] == 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_dropout_keeps_the_expected_value_and_drops_its_share(dtype):
+    x = np.ones((400, 500), dtype)
+    y, mask = layers.dropout_forward(x, 0.2, np.random.default_rng(3))
+    assert y.dtype == dtype and mask.dtype == dtype
+    dropped = float((y == 0).mean())
+    assert abs(dropped - 0.2) < 0.005          # 200 000 draws: the standard deviation is 0.0009
+    assert abs(float(y.mean()) - 1) < 0.01
+    assert layers.dropout_forward(x, 0.0, None) == (x, None)   # rate 0: the input itself, no rng needed
+    assert layers.dropout_backward(None, x) is x
+
+
+def test_dropout_errors():
+    x = np.ones(3)
+    with pytest.raises(ValueError, match=r"dropout_forward: rate must be in \[0, 1\), got 1"):
+        layers.dropout_forward(x, 1, np.random.default_rng())
+    with pytest.raises(ValueError, match=r"dropout_forward: rate must be in \[0, 1\), got -0.1"):
+        layers.dropout_forward(x, -0.1, np.random.default_rng())
+    with pytest.raises(ValueError, match="dropout_forward: a rate above 0 needs an rng"):
+        layers.dropout_forward(x, 0.5, None)
+
+
 def test_cross_entropy(rng):
     logits = rng.standard_normal((2, 3, 5))
     targets = rng.integers(0, 5, (2, 3))
@@ -107,24 +146,40 @@ CONFIGS = {
 }
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.25], ids=["no-dropout", "dropout"])
 @pytest.mark.parametrize("name", CONFIGS)
-def test_model_backward(name):
+def test_model_backward(name, dropout):
     config = CONFIGS[name]
     rng = np.random.default_rng(1)
     params = init_model(config, rng=rng, dtype=F64)
     tokens = rng.integers(0, config.vocab_size, (2, 5))
     targets = rng.integers(0, config.vocab_size, (2, 5))
 
-    def loss():
-        return float(cross_entropy_forward(model_forward(params, config, tokens)[0], targets)[0])
+    def forward():  # with dropout, a fresh generator of one seed draws the same masks every call
+        return model_forward(params, config, tokens, dropout=dropout, rng=np.random.default_rng(5))
 
-    logits, cache = model_forward(params, config, tokens)
+    def loss():
+        return float(cross_entropy_forward(forward()[0], targets)[0])
+
+    logits, cache = forward()
+    if dropout:
+        assert not np.allclose(logits, model_forward(params, config, tokens)[0])
     _, loss_cache = cross_entropy_forward(logits, targets)
     grads = model_backward(params, config, cache, cross_entropy_backward(loss_cache))
     assert set(grads) == set(params)
     for key in params:
         assert grads[key].shape == params[key].shape, key
         assert relative_error(grads[key], numerical_gradient(loss, params[key])) < 1e-7, key
+
+
+def test_model_dropout_errors():
+    config = CONFIGS["minlstm"]
+    params = init_model(config, rng=np.random.default_rng(0), dtype=F64)
+    tokens = np.zeros((1, 3), np.int64)
+    with pytest.raises(ValueError, match=r"model_forward: dropout must be in \[0, 1\), got 1.5"):
+        model_forward(params, config, tokens, dropout=1.5)
+    with pytest.raises(ValueError, match="dropout_forward: a rate above 0 needs an rng"):
+        model_forward(params, config, tokens, dropout=0.1)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

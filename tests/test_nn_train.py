@@ -58,6 +58,13 @@ def test_short_training_run_learns_and_is_reproducible(cell):
     assert again["losses"] == losses  # same seed, same bits
 
 
+def test_dropout_changes_training_reproducibly():
+    plain = train_lib.train(task="selective-copy", steps=6, seed=3, **TINY)["losses"]
+    dropped = train_lib.train(task="selective-copy", steps=6, seed=3, dropout=0.3, **TINY)["losses"]
+    assert dropped[0] != plain[0]   # the masks change the very first forward pass
+    assert train_lib.train(task="selective-copy", steps=6, seed=3, dropout=0.3, **TINY)["losses"] == dropped
+
+
 def test_charlm_run_samples_and_checkpoints(tmp_path):
     text_file = tmp_path / "text.txt"
     text_file.write_text("to be or not to be, that is the question.\n" * 20)
@@ -88,5 +95,7 @@ def test_bad_options():
         train_lib.train(task="charlm", text="/nonexistent.txt")
     with pytest.raises(ValueError, match="train: steps must be >= 1"):
         train_lib.train(steps=0)
+    with pytest.raises(ValueError, match=r"train: dropout must be in \[0, 1\), got 1.0"):
+        train_lib.train(dropout=1.0)
     with pytest.raises(ValueError, match="device must be 'cpu' or 'gpu'"):
         train_lib.train(device="tpu", steps=1, **TINY)

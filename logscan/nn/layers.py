@@ -12,6 +12,9 @@ feature axis is the last one.
 - causal_conv: depthwise causal convolution along time,
   :math:`y_t = b + \sum_{j<K} w_j \odot x_{t-K+1+j}` (zeros before the start).
 - mlp: linear, GELU (tanh form), linear.
+- dropout (no parameters): :math:`y = x \odot m / (1 - p)`, each :math:`m` 1 with
+  probability :math:`1 - p`, else 0 (inverted dropout: the expected
+  output is ``x``, so evaluation uses ``x`` unchanged).
 
 Examples
 --------
@@ -210,3 +213,39 @@ def mlp_backward(params, cache, grad_y):
     grads = {f"up.{k}": v for k, v in up_grads.items()}
     grads.update({f"down.{k}": v for k, v in down_grads.items()})
     return grads, grad_x
+
+
+# ----------------------------------------------------------------- dropout
+def dropout_forward(x, rate, rng):
+    """Inverted dropout: ``(x * mask, mask)`` with ``mask`` 0 w.p. ``rate``, else ``1 / (1 - rate)``.
+
+    Parameters
+    ----------
+    x : array
+    rate : float in [0, 1)
+        The probability of zeroing an element; 0 returns ``x`` itself and the
+        cache None (no random numbers drawn).
+    rng : numpy.random.Generator or cupy.random.Generator
+        Of the array module of ``x`` (``xp.random.default_rng(seed)``).
+
+    Returns
+    -------
+    y : array
+    cache : array or None
+        The scaled mask, for :func:`dropout_backward`.
+    """
+    if not 0 <= rate < 1:
+        raise ValueError(f"dropout_forward: rate must be in [0, 1), got {rate}")
+    if rate == 0:
+        return x, None
+    if rng is None:
+        raise ValueError("dropout_forward: a rate above 0 needs an rng (xp.random.default_rng(seed))")
+    mask = rng.random(x.shape, dtype=x.dtype) >= rate
+    scaled = mask.astype(x.dtype)
+    scaled *= 1 / (1 - rate)
+    return x * scaled, scaled
+
+
+def dropout_backward(cache, grad_y):
+    """``dL/dx = dL/dy * mask`` (the mask scaled as in the forward); ``grad_y`` itself when no mask was drawn."""
+    return grad_y if cache is None else grad_y * cache

@@ -127,11 +127,21 @@ def _check_tokens(caller, tokens, config, ndim):
                          f"got values in [{int(tokens.min())}, {int(tokens.max())}]")
 
 
-def model_forward(params, config, tokens):
-    """Logits ``(B, T, vocab_size)`` for integer tokens ``(B, T)``, and the cache for :func:`model_backward`."""
+def model_forward(params, config, tokens, *, dropout=0.0, rng=None):
+    """Logits ``(B, T, vocab_size)`` for integer tokens ``(B, T)``, and the cache for :func:`model_backward`.
+
+    ``dropout`` (training only) zeroes that fraction of the embedding's output
+    and of each residual branch's output (minRNN and MLP) before it is added,
+    drawing the masks from ``rng`` (``xp.random.default_rng(seed)`` of the
+    arrays' module); 0, the default, is the deterministic model that
+    :func:`model_step` and evaluation use.
+    """
     _check_tokens("model_forward", tokens, config, 2)
+    if not 0 <= dropout < 1:
+        raise ValueError(f"model_forward: dropout must be in [0, 1), got {dropout}")
     cell_forward = CELLS[config.cell][1]
     x, embedding_cache = layers.embedding_forward(_part(params, "embedding"), tokens)
+    x, embedding_drop = layers.dropout_forward(x, dropout, rng)
     caches = []
     for i in range(config.layers):
         block, cache = f"layers.{i}", {}
@@ -141,14 +151,16 @@ def model_forward(params, config, tokens):
         y, cache["rnn_norm"] = layers.rmsnorm_forward(_part(params, f"{block}.rnn_norm"), x)
         y, cache["rnn"] = cell_forward(_part(params, f"{block}.rnn"), y)
         y, cache["rnn_out"] = layers.linear_forward(_part(params, f"{block}.rnn_out"), y)
+        y, cache["rnn_drop"] = layers.dropout_forward(y, dropout, rng)
         x = x + y
         y, cache["mlp_norm"] = layers.rmsnorm_forward(_part(params, f"{block}.mlp_norm"), x)
         y, cache["mlp"] = layers.mlp_forward(_part(params, f"{block}.mlp"), y)
+        y, cache["mlp_drop"] = layers.dropout_forward(y, dropout, rng)
         x = x + y
         caches.append(cache)
     y, final_cache = layers.rmsnorm_forward(_part(params, "final_norm"), x)
     logits, head_cache = layers.linear_forward(_part(params, "head"), y)
-    return logits, (embedding_cache, caches, final_cache, head_cache)
+    return logits, ((embedding_cache, embedding_drop), caches, final_cache, head_cache)
 
 
 def model_backward(params, config, cache, grad_logits):
@@ -162,12 +174,14 @@ def model_backward(params, config, cache, grad_logits):
     _merge(grads, "final_norm", part_grads)
     for i in reversed(range(config.layers)):
         block, layer_cache = f"layers.{i}", caches[i]
-        part_grads, grad = layers.mlp_backward(_part(params, f"{block}.mlp"), layer_cache["mlp"], grad_x)
+        grad = layers.dropout_backward(layer_cache["mlp_drop"], grad_x)
+        part_grads, grad = layers.mlp_backward(_part(params, f"{block}.mlp"), layer_cache["mlp"], grad)
         _merge(grads, f"{block}.mlp", part_grads)
         part_grads, grad = layers.rmsnorm_backward(_part(params, f"{block}.mlp_norm"), layer_cache["mlp_norm"], grad)
         _merge(grads, f"{block}.mlp_norm", part_grads)
         grad_x = grad_x + grad
-        part_grads, grad = layers.linear_backward(_part(params, f"{block}.rnn_out"), layer_cache["rnn_out"], grad_x)
+        grad = layers.dropout_backward(layer_cache["rnn_drop"], grad_x)
+        part_grads, grad = layers.linear_backward(_part(params, f"{block}.rnn_out"), layer_cache["rnn_out"], grad)
         _merge(grads, f"{block}.rnn_out", part_grads)
         part_grads, grad, _ = cell_backward(_part(params, f"{block}.rnn"), layer_cache["rnn"], grad)
         _merge(grads, f"{block}.rnn", part_grads)
@@ -179,6 +193,8 @@ def model_backward(params, config, cache, grad_logits):
                                                            grad_x)
             _merge(grads, f"{block}.conv", part_grads)
             grad_x = grad_x + grad
+    embedding_cache, embedding_drop = embedding_cache
+    grad_x = layers.dropout_backward(embedding_drop, grad_x)
     part_grads, _ = layers.embedding_backward(_part(params, "embedding"), embedding_cache, grad_x)
     _merge(grads, "embedding", part_grads)
     return grads

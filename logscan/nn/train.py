@@ -30,10 +30,10 @@ from logscan.nn.tasks import CharCorpus, SelectiveCopy
 
 TASK_DEFAULTS = {
     "selective-copy": dict(layers=3, width=64, expansion=2.0, mlp_ratio=4.0, conv=0, seq_len=64, batch=32, steps=1200,
-                           lr=3e-3,
+                           lr=3e-3, dropout=0.0,
                            weight_decay=0.01, eval_every=100, eval_batches=8, stop_at=0.99),
     "charlm": dict(layers=3, width=384, expansion=1.5, mlp_ratio=2.0, conv=4, seq_len=256, batch=16, steps=2000,
-                   lr=2e-3,
+                   lr=2e-3, dropout=0.1,
                    weight_decay=0.1, eval_every=250, eval_batches=8, stop_at=None),
 }
 
@@ -57,6 +57,8 @@ def add_arguments(parser):
     group.add_argument("--steps", type=int, help="optimizer steps (1200, 2000)")
     group.add_argument("--lr", type=float, help="peak learning rate, warm-up then cosine decay (3e-3, 2e-3)")
     group.add_argument("--weight-decay", type=float, help="AdamW weight decay on matrices (0.01, 0.1)")
+    group.add_argument("--dropout", type=float,
+                        help="dropout on the embedding and on each residual branch in training (0.0, 0.1)")
     group.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (default 1.0)")
     group.add_argument("--seed", type=int, default=0, help="seeds initialization and data (default 0)")
     group.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="cpu (NumPy) or gpu (CuPy)")
@@ -98,12 +100,16 @@ class _Trainer:
         self.config, self.params, self.xp = config, params, xp
         self.optimizer = AdamW(params, lr=options["lr"], weight_decay=options["weight_decay"],
                                clip_norm=options["clip"])
+        self.dropout = options["dropout"]
+        # the dropout masks are drawn where the arrays live (NumPy or CuPy), seeded for reproducible runs
+        self.dropout_rng = xp.random.default_rng([options["seed"], 4]) if self.dropout else None
 
     def _device(self, array):
         return None if array is None else self.xp.asarray(array)
 
     def step(self, inputs, targets, mask, lr):
-        logits, cache = model_lib.model_forward(self.params, self.config, self._device(inputs))
+        logits, cache = model_lib.model_forward(self.params, self.config, self._device(inputs),
+                                                dropout=self.dropout, rng=self.dropout_rng)
         loss, loss_cache = cross_entropy_forward(logits, self._device(targets), self._device(mask))
         grads = model_lib.model_backward(self.params, self.config, cache, cross_entropy_backward(loss_cache))
         self.optimizer.lr = lr
@@ -137,6 +143,8 @@ def _options(overrides):
     for name in ("layers", "width", "seq_len", "batch", "steps", "eval_every"):
         if options[name] < 1:
             raise ValueError(f"train: {name.replace('_', '-')} must be >= 1, got {options[name]}")
+    if not 0 <= options["dropout"] < 1:
+        raise ValueError(f"train: dropout must be in [0, 1), got {options['dropout']}")
     return options
 
 
