@@ -29,9 +29,9 @@ scan loops that call them vectorize (``<16 x float>`` on AVX-512).
     ``R(z) = z (2/3 + 2z/5 + 2z^2/7 + ...)`` (|s| <= 0.172, so few terms).
     ``log1p(-1) = -inf``, ``log1p(x < -1) = nan``, ``log1p(inf) = inf``.
 ``logaddexp(x, y)``
-    ``max(x, y) + softplus(-|x - y|)``, ``softplus(d) = log1p(exp(d))``, with selects for the three cases
-    where ``x - y`` is not a number: equal infinities (``x == y``: the
-    result is ``x + ln 2``, so ``-inf`` stays ``-inf``), and a NaN operand
+    ``max(x, y) + softplus(-|x - y|)``, ``softplus(d) = log1p(exp(d))``, with
+    one select for the cases where ``x - y`` is not a number, which take
+    ``x + y``: equal infinities (``-inf`` stays ``-inf``) and a NaN operand
     (the result is NaN). An ``-inf`` operand gives ``exp(-inf) = 0`` and the
     other operand comes back exactly. In float32, the hot path of the
     scans, the softplus avoids both divisions of ``log1p``: ``e = exp(d)``
@@ -184,7 +184,6 @@ _ROUND_32 = _F(12582912.0)             # 1.5 * 2**23: (x + R) - R rounds x to an
 _EXP_LO_32, _EXP_HI_32 = _F(-104.0), _F(89.0)   # beyond these exp is 0 / inf anyway
 _SQRT_HALF_BITS_32 = 0x3F3504F3
 _ONE_BITS_32 = 0x3F800000
-_LN2_32 = _F(np.log(2.0))
 _NAN_32 = _F(np.nan)
 _NEG_INF_32 = _F(-np.inf)
 
@@ -276,8 +275,7 @@ def logaddexp32(x, y):
     d = x - y
     larger = x if x > y else y
     r = larger + softplus_nonpositive32(-abs(d))
-    r = r if d == d else d             # a nan operand (or equal infinities, fixed next)
-    return r if x != y else x + _LN2_32
+    return r if d == d else x + y      # d is nan for a nan operand (x + y: nan) and equal infinities (x + y: x)
 
 
 # ------------------------------------------------------------ float64
@@ -289,7 +287,6 @@ _EXP_LO_64, _EXP_HI_64 = -746.0, 710.0
 _SQRT_HALF_BITS_64 = 0x3FE6A09E667F3BCD
 _ONE_BITS_64 = 0x3FF0000000000000
 _MANTISSA_64 = 0x000FFFFFFFFFFFFF
-_LN2_64 = float(np.log(2.0))
 # 1/12!, 1/11!, ..., 1/2!, 1, 1: Horner's coefficients of exp after 1/13!
 _EXP_TAYLOR_64 = (1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0,
                   1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0)
@@ -349,8 +346,7 @@ def logaddexp64(x, y):
     d = x - y
     larger = x if x > y else y
     r = larger + log1p64(exp64(-abs(d)))
-    r = r if d == d else d
-    return r if x != y else x + _LN2_64
+    return r if d == d else x + y
 
 
 # ------------------------------------------------------------ generic names
@@ -379,7 +375,7 @@ def vlogaddexp_compensated(x, y, low):
     raise NotImplementedError("vlogaddexp_compensated is only callable from numba-compiled code")
 
 
-def _compensated(softplus, ln2, zero):
+def _compensated(softplus, zero):
     """Build the compensated logaddexp for one precision (constants typed by the caller)."""
 
     @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
@@ -390,8 +386,7 @@ def _compensated(softplus, ln2, zero):
         high = larger + correction
         part = high - larger
         new_low = (larger - (high - part)) + (correction - part)  # TwoSum: what the addition lost
-        high = high if d == d else d
-        high = high if x != y else x + ln2
+        high = high if d == d else x + y   # nan operand, or equal infinities (see logaddexp32)
         new_low = new_low if abs(high) < np.inf else zero
         return high, new_low
 
@@ -405,8 +400,8 @@ def _compensated(softplus, ln2, zero):
 # increment keeps the error at a few ulp. When y dominates, the old state
 # (and its low part) is mostly forgotten and `low` is dropped. Non-finite
 # results get low = 0.
-logaddexp_compensated32 = _compensated(softplus_nonpositive32, _LN2_32, _F(0.0))
-logaddexp_compensated64 = _compensated(softplus_nonpositive64, _LN2_64, 0.0)
+logaddexp_compensated32 = _compensated(softplus_nonpositive32, _F(0.0))
+logaddexp_compensated64 = _compensated(softplus_nonpositive64, 0.0)
 
 
 def _overload_unary(generic, single, double):
