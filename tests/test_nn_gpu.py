@@ -49,3 +49,14 @@ def test_model_on_cupy_matches_numpy():
     logits, _ = model_forward(params, config, tokens)
     logits_d, _ = model_forward(to_device(params, cupy), config, cupy.asarray(tokens))
     np.testing.assert_allclose(logits_d.get(), logits, rtol=1e-4, atol=1e-4)
+
+
+def test_dropout_training_on_cupy_is_reproducible():
+    _gpu_or_skip()
+    from logscan.nn import train as train_lib  # noqa: PLC0415
+
+    options = dict(task="selective-copy", device="gpu", steps=4, seed=2, dropout=0.2, width=8, layers=1, seq_len=16,
+                   batch=4, data_tokens=2, vocab=5, progress=False)
+    first = train_lib.train(**options)["losses"]
+    assert np.isfinite(first).all()
+    assert train_lib.train(**options)["losses"] == first
