@@ -93,3 +93,28 @@ class LinearScan(_FixedShapes, _LinearCase):
 
 class LinearScanSweepT(_SweepT, _LinearCase):
     """``logscan.linear_scan`` forward and backward against T, channels fixed."""
+
+
+class CallOverhead:
+    """Time of one call on a tiny problem (1, 4, 16): what the front door and dispatch cost around the kernels.
+
+    asv's default timing (many calls per sample): a call takes tens of microseconds.
+    """
+
+    params = [backend_names("cpu")]
+    param_names = ["backend"]
+    shape = (1, 4, 16)
+
+    def setup(self, backend):
+        require(backend, "auto", "cpu")
+        self.kwargs = dict(axis=AXIS, backend=backend)
+        self.a, self.b = log_gates(self.shape)
+        self.h = logscan.scan(self.a, self.b, **self.kwargs)
+        self.grad = log_gates(self.shape, seed=1)[1]
+        self.time_scan_backward(backend)  # warm-up: numba compiles here
+
+    def time_scan(self, backend):
+        logscan.scan(self.a, self.b, out=self.h, **self.kwargs)
+
+    def time_scan_backward(self, backend):
+        logscan.scan_backward(self.grad, self.a, self.b, self.h, **self.kwargs)

@@ -85,7 +85,8 @@ def _prepare_inputs(caller, names, arrays, axis):
         raise ValueError(f"{caller}: {names[0]} must have at least one dimension to scan along, got a 0-d array")
     axis = _normalize_axis(caller, axis, len(shape))
     dtype = np.result_type(*arrays)
-    arrays = [np.broadcast_to(x.astype(dtype, copy=False), shape) for x in arrays]
+    arrays = [x.astype(dtype, copy=False) for x in arrays]
+    arrays = [x if x.shape == shape else np.broadcast_to(x, shape) for x in arrays]
     return arrays, shape, dtype, axis
 
 
@@ -117,20 +118,22 @@ def _output(caller, out, shape, dtype, axis, inputs):
 
 
 def _call(op, caller, buffers, state, dtype, reverse, method, backend):
-    """Run one op of the core on canonical buffers (dict name -> _Canonical)."""
+    """Run one op of the core on canonical buffers (dict name -> _Canonical) and states (name -> (ptr, strides)).
+
+    The same steps as the public :mod:`logscan.capi` functions (validate,
+    resolve, size and carve the workspace, dispatch), each done once, with
+    errors reported under the public name: on small arrays the Python around
+    the kernels is most of a call.
+    """
     outer, T, inner = next(iter(buffers.values())).shape3
-    kwargs = {}
-    for name, view in buffers.items():
-        kwargs[name], kwargs[name + "_strides"] = view.ptr, view.strides3
-    for name, (ptr, strides) in state.items():
-        kwargs[name], kwargs[name + "_strides"] = ptr, strides
-    sizes = dict(outer=outer, T=T, inner=inner, dtype=str(dtype))
-    # Resolve here first so that an unknown backend or method is reported under the public name.
-    capi._resolve(caller, op, outer, T, inner, dtype, method, backend, "cpu")
-    nbytes = capi.workspace_size(op, method=method, backend=backend, **sizes)
+    pointers = {name: (view.ptr, view.strides3) for name, view in buffers.items()}
+    pointers.update(state)
+    capi._check_common(caller, op, outer, T, inner, dtype, method)
+    module, concrete = capi._resolve(caller, op, outer, T, inner, dtype, method, backend, "cpu")
+    nbytes = capi._workspace_bytes(module, op, dtype, outer, T, inner, concrete)
     workspace = np.empty(nbytes, np.uint8)
-    getattr(capi, op)(**sizes, **kwargs, reverse=reverse, method=method, backend=backend,
-                      workspace=workspace.ctypes.data, workspace_bytes=nbytes)
+    capi._run_resolved(caller, op, module, concrete, pointers, outer=outer, T=T, inner=inner, dtype=dtype,
+                       reverse=reverse, workspace=workspace.__array_interface__["data"][0], workspace_bytes=nbytes)
 
 
 def _uses_device(device, backend):

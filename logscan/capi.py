@@ -42,6 +42,7 @@ import numpy as np
 from logscan import registry
 
 DTYPES = ("float16", "float32", "float64")
+_DTYPE_NAMES = {np.dtype(name): name for name in DTYPES}
 # Per op: (T-indexed input buffers, T-indexed output buffers); the state
 # buffers (h0 and its gradient) are 2-D (outer, inner) and handled apart.
 _SIGNATURES = {
@@ -75,7 +76,7 @@ def _check_common(caller, op, outer, T, inner, dtype, method):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{caller}: {name} must be a non-negative int, got {value!r}")
     try:  # np.dtype(None) is float64 and np.dtype("foo") raises an unprefixed TypeError
-        name = None if dtype is None else str(np.dtype(dtype))
+        name = None if dtype is None else _DTYPE_NAMES.get(np.dtype(dtype))
     except TypeError:
         name = None
     if name not in DTYPES:
@@ -131,6 +132,11 @@ def workspace_size(op, *, outer, T, inner, dtype, method="auto", backend="auto",
     caller = "logscan.capi.workspace_size"
     _check_common(caller, op, outer, T, inner, dtype, method)
     module, method = _resolve(caller, op, outer, T, inner, dtype, method, backend, device)
+    return _workspace_bytes(module, op, dtype, outer, T, inner, method)
+
+
+def _workspace_bytes(module, op, dtype, outer, T, inner, method):
+    """:func:`workspace_size` for a resolved backend and method."""
     kernel_bytes = module.workspace_size(op, compute_dtype(dtype), outer, T, inner, method)
     return _aligned(kernel_bytes) + _staging_bytes(op, dtype, outer, T, inner)
 

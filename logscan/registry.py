@@ -127,14 +127,33 @@ def load(name: str, *, caller: str = "logscan") -> Backend:
     return module
 
 
+# device -> (the registered specs it was chosen among, the "auto" backend's name). Checking
+# availability asks the import system for every requirement (about 25 us per call, more than a small
+# scan costs), so the choice is made once per device and remade only when the registry changes.
+_AUTO: dict[str, tuple[tuple[BackendSpec, ...], str]] = {}
+
+
+def _auto(device: str, caller: str) -> str:
+    specs = tuple(_SPECS.values())
+    known = _AUTO.get(device)
+    if known is not None and len(known[0]) == len(specs) and all(a is b for a, b in zip(known[0], specs, strict=True)):
+        return known[1]
+    candidates = available(device)
+    if not candidates:
+        raise RuntimeError(f"{caller}: no backend available for {device} arrays; registered: {sorted(_SPECS)}")
+    _AUTO[device] = (specs, candidates[0])
+    return candidates[0]
+
+
 def resolve(name: str, device: str, *, caller: str = "logscan") -> tuple[str, Backend]:
-    """Turn ``backend=`` (possibly "auto") into a loaded backend for ``device``."""
+    """Turn ``backend=`` (possibly "auto") into a loaded backend for ``device``.
+
+    "auto" is the available backend of the highest priority, chosen on the
+    first call for ``device`` and kept while the registered backends stay the
+    same (a package installed later in the same process is not seen).
+    """
     if name == "auto":
-        candidates = available(device)
-        if not candidates:
-            raise RuntimeError(f"{caller}: no backend available for {device} arrays; "
-                               f"registered: {sorted(_SPECS)}")
-        name = candidates[0]
+        name = _auto(device, caller)
     elif name in _SPECS and _SPECS[name].device != device:
         raise ValueError(f"{caller}: backend {name!r} works on {_SPECS[name].device} arrays, "
                          f"but the arrays given are {device} arrays")

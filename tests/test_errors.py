@@ -282,3 +282,18 @@ def test_unknown_dlpack_device():
 def test_registry_load_of_unknown_name():
     with pytest.raises(ValueError, match=r"^tests: unknown backend 'nope'; expected 'auto' or one of"):
         registry.load("nope", caller="tests")
+
+
+def test_auto_backend_choice_follows_changes_to_the_registry(monkeypatch):
+    # "auto" is chosen once per device and kept (checking availability costs more than a small scan),
+    # but any change to the registered backends makes it choose again.
+    before, _ = registry.resolve("auto", "cpu")
+    spec = registry.BackendSpec("fake_preferred", "logscan.backends.numpy_backend", device="cpu", priority=10**6)
+    monkeypatch.setitem(registry._SPECS, "fake_preferred", spec)
+    assert registry.resolve("auto", "cpu")[0] == "fake_preferred"
+    monkeypatch.setitem(registry._SPECS, "fake_preferred",
+                        registry.BackendSpec("fake_preferred", "logscan.backends.not_here", device="cpu",
+                                             priority=10**6))
+    assert registry.resolve("auto", "cpu")[0] == before   # the replaced spec cannot run: auto skips it
+    monkeypatch.undo()
+    assert registry.resolve("auto", "cpu")[0] == before

@@ -20,12 +20,15 @@ def flat_memory(x):
     ``x`` must be non-empty and its byte strides multiples of its itemsize.
     """
     itemsize = x.dtype.itemsize
-    strides = tuple(s // itemsize for s in x.strides)
-    low = sum(min(0, (n - 1) * s) for n, s in zip(x.shape, strides, strict=False))
-    high = sum(max(0, (n - 1) * s) for n, s in zip(x.shape, strides, strict=False))
-    start = x.__array_interface__["data"][0] + low * itemsize
-    memory = as_array(start, (high - low + 1,), (1,), x.dtype, True)
-    return memory, -low, strides
+    low = high = 0  # byte offsets of the lowest and highest element from the first
+    for n, s in zip(x.shape, x.strides, strict=True):
+        if s < 0:
+            low += (n - 1) * s
+        else:
+            high += (n - 1) * s
+    start = x.__array_interface__["data"][0] + low
+    memory = as_array(start, ((high - low) // itemsize + 1,), None, x.dtype, True)
+    return memory, -low // itemsize, tuple([s // itemsize for s in x.strides])
 
 
 def element_aligned(x):
