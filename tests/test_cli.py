@@ -90,7 +90,8 @@ def test_bench_quick_tiny_shape_prints_ratios(capsys):
     for method in registry.load("numpy").methods:
         rows = [line for line in out.splitlines() if line.split()[1:3] == ["numpy", method]]
         assert len(rows) == 2, out  # forward and backward
-        assert all(line.split()[-3].endswith("x") for line in rows)
+        assert all(line.split()[-4].endswith("x") for line in rows)    # speedup
+        assert [line.split()[-3].endswith("x") for line in rows] == [False, True]  # x f+b loops: backward only
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float16"])
@@ -163,6 +164,19 @@ def test_bench_takes_extra_rows_with_their_own_timer():
     assert rows[("forward", "fake_device")]["max_abs_diff"] == 0.0
     assert rows[("forward", "fake_device")]["speedup"] > 0
     assert synced
+
+
+def test_backward_rows_report_their_speedup_over_both_numpy_loops():
+    config = bench.Config(shapes=((2, 16, 4),), backends=["numpy"], methods=["sequential"], quick=True)
+    lines = []
+    report = bench.run(config, echo=lines.append)
+    rows = {(row["op"], row["backend"]): row for row in report["shapes"][0]["rows"]}
+    loops = rows[("forward", bench.LOOP)]["seconds"] + rows[("backward", bench.LOOP)]["seconds"]
+    ours = rows[("backward", "numpy")]
+    assert ours["speedup_loops"] == pytest.approx(loops / ours["seconds"])
+    assert rows[("forward", "numpy")]["speedup_loops"] is None
+    assert rows[("backward", bench.LOOP)]["speedup_loops"] is None
+    assert any("x f+b loops" in line for line in lines)
 
 
 @pytest.mark.parametrize(("argv", "message"), [
