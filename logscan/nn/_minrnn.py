@@ -130,23 +130,16 @@ def mixture_coefficients(s, candidate):
 def logit_backward(grad_log_a, grad_log_b, log_a, s, out):
     """The logit's gradient through :func:`mixture_coefficients`, written to ``out`` (which may be ``s``).
 
-    ``d log a / ds = -sigma(s)`` and ``d log b / ds = 1 - sigma(s)``. ``sigma(s)``
-    is formed from ``s`` itself, as ``(e if s < 0 else 1) / (1 + e)`` with
-    ``e = exp(-|s|)``: ``exp(log a + s)`` would carry the rounding of ``log a``,
-    ``|s|`` ulp of ``sigma(s)`` (1e-6 relative near ``s = 16`` in float32).
-    ``log_a`` is overwritten (used as scratch); ``s`` is read before ``out``
-    is written. One temporary, ``sigma(s)``; callers free ``log_a`` (and
+    ``d log a / ds = -sigma(s)`` and ``d log b / ds = 1 - sigma(s)``, with
+    ``sigma(s)`` formed from ``s`` itself (:func:`~logscan.nn._logspace.sigmoid`;
+    ``exp(log a + s)`` would carry the rounding of ``log a``). ``log_a`` is
+    overwritten (the sigmoid's scratch); ``s`` is read before ``out`` is
+    written. One temporary, ``sigma(s)``; callers free ``log_a`` (and
     ``grad_log_a`` when ``out`` is not it) before :func:`candidate_backward`
     allocates one.
     """
     xp = array_module(grad_log_a)
-    e = log_a
-    xp.abs(s, out=e)
-    xp.negative(e, out=e)
-    xp.exp(e, out=e)
-    weight = xp.where(s < 0, e, e.dtype.type(1))
-    e += 1
-    weight /= e
+    weight = sigmoid(s, scratch=log_a)
     xp.add(grad_log_a, grad_log_b, out=out)
     out *= weight
     xp.subtract(grad_log_b, out, out=out)
