@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -32,3 +33,22 @@ def test_gpu_check_script_parses_its_options():
     assert shown.returncode == 0 and "--charlm=FILE" in shown.stdout and "--sanitize" in shown.stdout
     refused = subprocess.run(["bash", str(script), "--charm=x"], capture_output=True, text=True, check=False)
     assert refused.returncode == 2 and "unknown argument --charm=x" in refused.stderr
+    refused = subprocess.run(["bash", str(script), "--budget=9m"], capture_output=True, text=True, check=False)
+    assert refused.returncode == 2 and "--budget takes whole seconds, got '9m'" in refused.stderr
+
+
+def test_gpu_bench_saves_its_rows_shape_by_shape_under_the_simulator(tmp_path):
+    """A dry run of tools/gpu_bench.py on the CUDA simulator: the table's rows and the JSON the summary reads."""
+    saved = tmp_path / "bench.json"
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_bench.py"), "--shape", "1x9x2", "--shape",
+                           "2x5x1", "--backend", "numba_cuda", "--method", "sequential", "--reps", "1",
+                           "--json", str(saved)], capture_output=True, text=True, timeout=300, check=False,
+                          cwd=ROOT, env=dict(env, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    for shape in ("1x9x2", "2x5x1"):
+        for direction in ("forward", "backward"):
+            assert re.search(rf"^numba_cuda +sequential\* +{direction} +{shape} ", done.stdout, re.M), done.stdout
+    rows = json.loads(saved.read_text())["rows"]
+    assert [(r["shape"], r["direction"]) for r in rows] == [
+        ([1, 9, 2], "forward"), ([1, 9, 2], "backward"), ([2, 5, 1], "forward"), ([2, 5, 1], "backward")]

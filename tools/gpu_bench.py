@@ -157,31 +157,33 @@ def _time_shape(timer, shape, reps, backends, methods_filter):
     return rows
 
 
-def run_bench(shapes, reps, backends, methods_filter=None):
+def run_bench(shapes, reps, backends, methods_filter=None, on_rows=None):
+    """All rows, shape by shape; ``on_rows(rows)`` after each shape (to print and save partial results)."""
     timer = Timer()
     rows = []
     for shape in shapes:
-        rows += _time_shape(timer, shape, reps, backends, methods_filter)
+        new = _time_shape(timer, shape, reps, backends, methods_filter)
+        rows += new
+        if on_rows is not None:
+            on_rows(new)
     return rows
 
 
-def print_table(rows, file=sys.stdout):
-    head = (f"{'backend':<11} {'method':<14} {'dir':<8} {'shape':<18} {'gpu ms':>8} {'call ms':>8} {'GB/s':>7} "
-            f"{'frac copy':>9} {'vs cumsum':>9}  target")
-    print(head, file=file)
-    print("-" * len(head), file=file)
-    for r in rows:
-        target = r["target"]
-        verdict = ""
-        if target is not None and r["auto"]:
-            ok = r["frac_copy"] >= target and (r["vs_cumsum"] != r["vs_cumsum"] or r["vs_cumsum"] > 1)
-            verdict = f"{'PASS' if ok else 'FAIL'} (>= {target:.2f}, beat cumsum)"
-        method = r["method"] + ("*" if r["auto"] else "")
-        print(f"{r['backend']:<11} {method:<14} {r['direction']:<8} {'x'.join(map(str, r['shape'])):<18} "
-              f"{r['gpu_ms']:8.3f} {r['call_ms']:8.3f} {r['GBps']:7.0f} {r['frac_copy']:9.2f} "
-              f"{r['vs_cumsum']:9.2f}  {verdict}", file=file)
-    print("(* = the method auto picks; frac copy = bandwidth / device-copy bandwidth; vs cumsum > 1 = faster)",
-          file=file)
+HEADER = (f"{'backend':<11} {'method':<14} {'dir':<8} {'shape':<18} {'gpu ms':>8} {'call ms':>8} {'GB/s':>7} "
+          f"{'frac copy':>9} {'vs cumsum':>9}  target")
+FOOTER = "(* = the method auto picks; frac copy = bandwidth / device-copy bandwidth; vs cumsum > 1 = faster)"
+
+
+def format_row(r):
+    target = r["target"]
+    verdict = ""
+    if target is not None and r["auto"]:
+        ok = r["frac_copy"] >= target and (r["vs_cumsum"] != r["vs_cumsum"] or r["vs_cumsum"] > 1)
+        verdict = f"{'PASS' if ok else 'FAIL'} (>= {target:.2f}, beat cumsum)"
+    method = r["method"] + ("*" if r["auto"] else "")
+    return (f"{r['backend']:<11} {method:<14} {r['direction']:<8} {'x'.join(map(str, r['shape'])):<18} "
+            f"{r['gpu_ms']:8.3f} {r['call_ms']:8.3f} {r['GBps']:7.0f} {r['frac_copy']:9.2f} "
+            f"{r['vs_cumsum']:9.2f}  {verdict}")
 
 
 def sanitize_run(backends):
@@ -228,11 +230,22 @@ def main(argv=None):
     print(f"# device: {name}, cc {getattr(gpu, 'compute_capability', '?')}; backends: {backends}; float32")
     shapes = [tuple(int(n) for n in s.split("x")) for s in args.shape] if args.shape else (
         QUICK_SHAPES if args.quick else SHAPES)
-    rows = run_bench(shapes, args.reps, backends, args.method)
-    print_table(rows)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": name, "rows": rows}, f, indent=1)
+    # rows are printed, and the JSON rewritten, shape by shape: a run cut short by a time limit keeps what it measured
+    print(HEADER)
+    print("-" * len(HEADER), flush=True)
+    done = []
+
+    def on_rows(rows):
+        done.extend(rows)
+        for r in rows:
+            print(format_row(r))
+        sys.stdout.flush()
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"device": name, "rows": done}, f, indent=1)
+
+    run_bench(shapes, args.reps, backends, args.method, on_rows)
+    print(FOOTER)
     return 0
 
 

@@ -4,7 +4,7 @@
 # Needs: numpy, numba, numba-cuda, cupy, pytest, hypothesis (already installed);
 # runs the checkout in place (PYTHONPATH=<repo root>), installs nothing.
 #
-#   tools/gpu_check.sh               GPU tests + benchmark table
+#   tools/gpu_check.sh               benchmark table, then the GPU tests
 #   tools/gpu_check.sh --quick       the same, benchmark on the three target shapes only
 #   tools/gpu_check.sh --sanitize    also every kernel under compute-sanitizer memcheck and racecheck
 #   tools/gpu_check.sh --charlm=FILE [--charlm-steps=N]
@@ -12,33 +12,55 @@
 #                                    (tinyshakespeare.txt; the machine has no network, so carry it
 #                                    along) for N steps (default 1000: the CPU run overfit after ~1000),
 #                                    at most 5 minutes
+#   tools/gpu_check.sh --budget=S    stop every stage after S seconds in all (default 420): GPU time is
+#                                    lent by the minute, and a stage cut short still leaves its log and
+#                                    the stages before it (the benchmark comes first, its rows saved
+#                                    shape by shape)
 #
-# Logs go to ${LOGSCAN_GPU_LOGS:-gpu_check_logs}/. A short summary table is printed last.
-# Exit status: 0 when the tests pass (and the sanitizers are clean, when asked).
+# Logs go to ${LOGSCAN_GPU_LOGS:-$TMPDIR/logscan_gpu_check}/. A short summary table is printed last.
+# Exit status: 0 when the tests pass (and the sanitizers are clean, when asked) within the budget.
 
 set -u
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1  # a stage cut short by its time limit still shows what it printed
 unset NUMBA_ENABLE_CUDASIM
 PY=${PYTHON:-python}
 LOGS=${LOGSCAN_GPU_LOGS:-${TMPDIR:-/tmp}/logscan_gpu_check}
 mkdir -p "$LOGS"
+rm -f "$LOGS/bench.json"  # the summary must not show an earlier run's rows
 
 SANITIZE=0
 QUICK=()
 CHARLM=""
 CHARLM_STEPS=1000
+BUDGET=420
 for arg in "$@"; do
   case "$arg" in
     --sanitize) SANITIZE=1 ;;
     --quick) QUICK=(--quick) ;;
     --charlm=*) CHARLM=${arg#--charlm=} ;;
     --charlm-steps=*) CHARLM_STEPS=${arg#--charlm-steps=} ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --budget=*) BUDGET=${arg#--budget=} ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
+case "$BUDGET" in
+  ''|*[!0-9]*) echo "gpu_check: --budget takes whole seconds, got '$BUDGET'" >&2; exit 2 ;;
+esac
+DEADLINE=$((SECONDS + BUDGET))
+
+# limited CMD...: CMD under `timeout` with what is left of the budget (rc 124 when cut short)
+limited() {
+  local left=$((DEADLINE - SECONDS))
+  if [ "$left" -le 5 ]; then
+    echo "gpu_check: budget spent, not run: $*" >&2
+    return 124
+  fi
+  timeout --signal=INT --kill-after=10 "$left" "$@"
+}
 
 echo "== machine"
 nvidia-smi -L 2>/dev/null || echo "(nvidia-smi not found)"
@@ -56,15 +78,16 @@ if cuda.is_available():
     print("device:", d.name, "cc", d.compute_capability)
 EOF
 
+echo "== benchmark (every GPU backend x method x shape, float32)"
+limited "$PY" tools/gpu_bench.py "${QUICK[@]}" --json "$LOGS/bench.json" 2>&1 | tee "$LOGS/bench.txt"
+BENCH_RC=${PIPESTATUS[0]}
+
 echo "== GPU tests (pytest -m gpu)"
-"$PY" -m pytest -m gpu -q -p no:cacheprovider -o addopts="" --import-mode=importlib -rs tests/ \
+limited "$PY" -m pytest -m gpu -q -p no:cacheprovider -o addopts="" --import-mode=importlib -rs tests/ \
   2>&1 | tee "$LOGS/tests.txt"
 TESTS_RC=${PIPESTATUS[0]}
 TESTS_LINE=$(tail -n 1 "$LOGS/tests.txt")
-
-echo "== benchmark (every GPU backend x method x shape, float32)"
-"$PY" tools/gpu_bench.py "${QUICK[@]}" --json "$LOGS/bench.json" 2>&1 | tee "$LOGS/bench.txt"
-BENCH_RC=${PIPESTATUS[0]}
+[ "$TESTS_RC" = 124 ] && TESTS_LINE="cut short by the budget; last line: $TESTS_LINE"
 
 SANITIZE_SUMMARY=()
 SANITIZE_RC=0
@@ -80,7 +103,7 @@ if [ "$SANITIZE" = 1 ]; then
     for tool in memcheck racecheck; do
       echo "== compute-sanitizer --tool $tool"
       # NUMBA_CUDA_DEBUGINFO would give line numbers but changes the code; keep the shipped kernels.
-      "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 \
+      limited "$SAN" --tool "$tool" --error-exitcode 99 --print-limit 20 \
         "$PY" tools/gpu_bench.py --sanitize-run 2>&1 | tee "$LOGS/sanitize-$tool.txt"
       rc=${PIPESTATUS[0]}
       summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOGS/sanitize-$tool.txt" | tail -n 1)
@@ -94,7 +117,7 @@ CHARLM_SUMMARY=()
 if [ -n "$CHARLM" ]; then
   echo "== charlm on the GPU ($CHARLM_STEPS steps)"
   # capped at 5 minutes: a device session has little time, and the schedule follows the cap
-  "$PY" -m logscan train --task charlm --device gpu --text "$CHARLM" --steps "$CHARLM_STEPS" --max-minutes 5 \
+  limited "$PY" -m logscan train --task charlm --device gpu --text "$CHARLM" --steps "$CHARLM_STEPS" --max-minutes 5 \
     --no-progress 2>&1 | tee "$LOGS/charlm.txt"
   rc=${PIPESTATUS[0]}
   line=$(grep -E "^held-out loss" "$LOGS/charlm.txt" | tail -n 1)
@@ -120,6 +143,7 @@ EOF
 else
   echo "bench       no results (rc $BENCH_RC)"
 fi
+[ "$BENCH_RC" = 124 ] && echo "bench       cut short by the budget: the rows above (if any) are the shapes it finished"
 for line in "${SANITIZE_SUMMARY[@]}" "${CHARLM_SUMMARY[@]}"; do echo "$line"; done
-echo "logs: $LOGS"
+echo "logs: $LOGS ($SECONDS s of a $BUDGET s budget)"
 [ "$TESTS_RC" = 0 ] && [ "$SANITIZE_RC" = 0 ]
