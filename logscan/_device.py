@@ -531,12 +531,23 @@ def _same_view(x, y):
     return x.ptr == y.ptr and x.shape == y.shape and x.strides == y.strides
 
 
-def _run(op, call, sizes, kwargs, reverse, method, handle, dtype):
-    nbytes = capi.workspace_size(op, method=method, backend=call.backend, device="cuda", **sizes)
+def _run(op, call, sizes, kwargs, reverse, method, handle):
+    """Run one op of the core on device pointers (``kwargs``: name -> pointer, name_strides -> strides).
+
+    The steps of the public :mod:`logscan.capi` functions (validate, resolve,
+    size the workspace, dispatch on the stream), each done once and with
+    errors under the public name, as :func:`logscan.api._call` does on the host.
+    """
+    caller, outer, T, inner, dtype = call.caller, sizes["outer"], sizes["T"], sizes["inner"], sizes["dtype"]
+    capi._check_common(caller, op, outer, T, inner, dtype, method)
+    module, concrete = capi._resolve(caller, op, outer, T, inner, dtype, method, call.backend, "cuda")
+    nbytes = capi._workspace_bytes(module, op, dtype, outer, T, inner, concrete)
     workspace_obj, workspace_ptr = call.family.workspace(nbytes)
     call.keep.append(workspace_obj)
-    getattr(capi, op)(**sizes, **kwargs, reverse=reverse, method=method, backend=call.backend, device="cuda",
-                      workspace=workspace_ptr, workspace_bytes=nbytes, stream=handle)
+    buffers = {name: (ptr, kwargs[name + "_strides"]) for name, ptr in kwargs.items() if not name.endswith("_strides")}
+    with capi._stream_scope(caller, module, "cuda", handle):
+        capi._run_resolved(caller, op, module, concrete, buffers, outer=outer, T=T, inner=inner, dtype=dtype,
+                           reverse=reverse, workspace=workspace_ptr, workspace_bytes=nbytes)
 
 
 def _finish_host(call, obj, handle):
@@ -566,8 +577,7 @@ def forward(op, caller, named, axis, reverse, method, backend, stream=None):
             = state
         outer, T, inner = shape3
         if outer * T * inner:  # empty results have nothing to compute (and may have null pointers)
-            _run(op, call, dict(outer=outer, T=T, inner=inner, dtype=str(dtype)), kwargs, reverse, method, handle,
-                 dtype)
+            _run(op, call, dict(outer=outer, T=T, inner=inner, dtype=str(dtype)), kwargs, reverse, method, handle)
         if out_obj is not None:
             if result_obj is not out_obj:
                 _copy_out(call, out_obj, operands.get("out"), result_obj, result, handle)
@@ -664,7 +674,7 @@ def backward(op, caller, named, axis, reverse, method, backend, stream=None):
         outer, T, inner = shape3
         if outer * T * inner:
             _run(op + "_backward", call, dict(outer=outer, T=T, inner=inner, dtype=str(dtype)), kwargs, reverse,
-                 method, handle, dtype)
+                 method, handle)
         elif state_op is not None:
             _fill(call.module, grad_state, 0)  # T = 0: the state passes through untouched
         grads = [_sum_to(call, grad_a_obj, grad_a, operands[first].shape),

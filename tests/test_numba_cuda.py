@@ -373,15 +373,22 @@ def test_errors_on_device_arrays(kwargs, error, match):
     if isinstance(args["out"], str):
         args["out"] = FakeDeviceArray(np.zeros((2, 3)), readonly=True)
     wrap = {k: (FakeDeviceArray(v) if isinstance(v, np.ndarray) else v) for k, v in args.items()}
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=r"^logscan\.scan: .*" + match):  # the public name, as on the host
         logscan.scan(wrap["log_a"], wrap["log_b"], log_h0=wrap["log_h0"], out=wrap["out"], backend=BACKEND,
                      **options)
 
 
 def test_backward_shape_error():
     z = FakeDeviceArray(np.zeros((2, 3)))
-    with pytest.raises(ValueError, match=r"log_h must have shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"^logscan\.scan_backward: log_h must have shape \(2, 3\)"):
         logscan.scan_backward(z, z, z, FakeDeviceArray(np.zeros((2, 4))), backend=BACKEND)
+
+
+@pytest.mark.parametrize("function", ["scan_backward", "linear_scan_backward"])
+def test_backward_unknown_method_names_the_public_function(function):
+    z = FakeDeviceArray(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=rf"^logscan\.{function}: unknown method 'nope' for backend '{BACKEND}'"):
+        getattr(logscan, function)(z, z, z, z, backend=BACKEND, method="nope")
 
 
 def test_logcumsumexp_on_device():
