@@ -16,7 +16,10 @@ process:
   ((1, 65536, 64) float32: 2 x 16 MiB against a 32 MiB L3, 38 GB/s instead
   of 28), a bandwidth that a scan moving 3 or 6 such arrays cannot have.
 
-Each time is the best of ``repeats`` calls after a warm-up call. A row
+Each row is called once untimed, then ``repeats`` rounds call the copy and
+every row once each, in turn (on a shared machine speed drifts from second
+to second; interleaving gives every row the same chances), and a row's
+time is its best call. A row
 reports its time, its speedup over the NumPy loop (loop time / row time),
 for a backward row also over the NumPy forward and reverse loops together
 (what a forward and backward pass cost in NumPy, against this backward
@@ -293,20 +296,38 @@ def _max_abs_diff(result, reference, to_numpy):
     return worst
 
 
-def run_candidate(candidate, problem, *, repeats, warmup=1, skip_slow=False):
-    """Time one candidate; returns ``(seconds or None, result or None, note)``."""
+def warm_up(candidate, problem, *, skip_slow=False):
+    """One untimed call of a candidate; returns ``(result or None, note)`` (a note says why it was skipped)."""
     if candidate.skip:
-        return None, None, candidate.skip
+        return None, candidate.skip
     if skip_slow and candidate.probe is not None:
         estimate = estimate_seconds(candidate, problem.shape[1])
         if estimate > SLOW_SECONDS:
-            return None, None, f"skipped (slow: about {_format_seconds(estimate)} per call)"
-    seconds, result = candidate.timer.best(candidate.call, repeats, warmup)
-    return seconds, result, ""
+            return None, f"skipped (slow: about {_format_seconds(estimate)} per call)"
+    return candidate.call(), ""
+
+
+def timed_rounds(calls, repeats):
+    """Best seconds of each ``(timer, call)`` over ``repeats`` rounds, each round calling every one once.
+
+    Interleaved rather than one call after another: on a shared machine the
+    speed of the cores and of memory changes from second to second, and the
+    rows of a table are compared with each other (a ratio is only fair when
+    both sides had the same chances at the fast moments).
+    """
+    best = [math.inf] * len(calls)
+    for _ in range(max(repeats, 1)):
+        for k, (timer, call) in enumerate(calls):
+            best[k] = min(best[k], timer.once(call)[0])  # the result is dropped at once: no stale 100 MiB alive
+    return best
 
 
 def measure_shape(shape, dtype, candidate_sources, *, repeats, skip_slow=False, progress=None):
     """Time the copy, the baseline and every candidate for one shape.
+
+    Every row is called once untimed (and its result compared with the NumPy
+    loop's), then ``repeats`` rounds call the copy and every row once each,
+    in turn; a row's time is its best call.
 
     Parameters
     ----------
@@ -316,11 +337,11 @@ def measure_shape(shape, dtype, candidate_sources, *, repeats, skip_slow=False, 
     candidate_sources : sequence of callable
         Each takes the :class:`Problem` and yields :class:`Candidate` objects.
     repeats : int
-        Timed calls per row (the best is kept), after one warm-up call.
+        Timed rounds (the best call of each row is kept), after one warm-up call of each.
     skip_slow : bool
         Skip rows estimated slower than :data:`SLOW_SECONDS` per call.
     progress : callable, optional
-        Called with a short text before each row (for a live display).
+        Called with a short text before each row's warm-up and before the timed rounds (for a live display).
 
     Returns
     -------
@@ -329,33 +350,45 @@ def measure_shape(shape, dtype, candidate_sources, *, repeats, skip_slow=False, 
     problem = Problem(shape, dtype)
     source = np.concatenate([problem.log_a.ravel(), problem.log_b.ravel(), problem.grad_log_h.ravel()])
     target = np.empty_like(source)
-    copy_seconds, _ = CPU_TIMER.best(lambda: np.copyto(target, source), max(repeats, 5))
-    result = ShapeResult(tuple(shape), str(np.dtype(dtype)), copy_seconds, source.nbytes)
-    references, loop_seconds = {}, {}
     candidates = list(baseline_candidates(problem))
     for make in candidate_sources:
         candidates.extend(make(problem))
     candidates.sort(key=lambda c: c.op != "forward")  # stable: forward rows first, each group in order
+    rows, timed, references = [], [], {}
     for candidate in candidates:
         if progress is not None:
             progress(f"{shape} {candidate.op} {candidate.backend} {candidate.method}")
-        seconds, output, note = run_candidate(candidate, problem, repeats=repeats, skip_slow=skip_slow)
-        row = Row(tuple(shape), result.dtype, candidate.op, candidate.backend, candidate.method, seconds, note=note)
-        if seconds is not None:
-            if candidate.backend == LOOP:
-                # keep a copy: the loop writes into buffers that stay alive but could be reused
-                references[candidate.op] = tuple(np.array(x) for x in output) if isinstance(output, tuple) \
-                    else np.array(output)
-                loop_seconds[candidate.op] = seconds
-            if candidate.op in loop_seconds:
-                row.speedup = loop_seconds[candidate.op] / seconds
-            both_loops = {"forward", "backward"} <= set(loop_seconds)
-            if candidate.op == "backward" and candidate.backend != LOOP and both_loops:
-                row.speedup_loops = (loop_seconds["forward"] + loop_seconds["backward"]) / seconds
-            row.copy_fraction = ARRAYS_MOVED[candidate.op] * problem.nbytes / seconds / result.copy_bandwidth
-            if candidate.op in references:
-                row.max_abs_diff = _max_abs_diff(output, references[candidate.op], candidate.to_numpy)
-        result.rows.append(row)
+        output, note = warm_up(candidate, problem, skip_slow=skip_slow)
+        row = Row(tuple(shape), str(np.dtype(dtype)), candidate.op, candidate.backend, candidate.method, None,
+                  note=note)
+        rows.append(row)
+        if note:
+            continue
+        # compared now: rows of one backend share their out= buffer, which the next row overwrites
+        if candidate.backend == LOOP:
+            references[candidate.op] = tuple(np.array(x) for x in output) if isinstance(output, tuple) \
+                else np.array(output)
+        if candidate.op in references:
+            row.max_abs_diff = _max_abs_diff(output, references[candidate.op], candidate.to_numpy)
+        timed.append((candidate, row))
+    calls = [(CPU_TIMER, lambda: np.copyto(target, source))] + [(c.timer, c.call) for c, _row in timed]
+    if progress is not None:
+        progress(f"{shape} {max(repeats, 1)} timed rounds of {len(calls)} calls")
+    copy_seconds, *seconds = timed_rounds(calls, repeats)
+    result = ShapeResult(tuple(shape), str(np.dtype(dtype)), copy_seconds, source.nbytes, rows)
+    loop_seconds = {}
+    for (candidate, row), row_seconds in zip(timed, seconds, strict=True):
+        row.seconds = row_seconds
+        if candidate.backend == LOOP:
+            loop_seconds[candidate.op] = row_seconds
+    for row in rows:
+        if row.seconds is None:
+            continue
+        if row.op in loop_seconds:
+            row.speedup = loop_seconds[row.op] / row.seconds
+        if row.op == "backward" and row.backend != LOOP and {"forward", "backward"} <= set(loop_seconds):
+            row.speedup_loops = (loop_seconds["forward"] + loop_seconds["backward"]) / row.seconds
+        row.copy_fraction = ARRAYS_MOVED[row.op] * problem.nbytes / row.seconds / result.copy_bandwidth
     return result
 
 
@@ -558,8 +591,8 @@ def _header(meta):
     return [
         f"logscan {meta['logscan']} bench, numpy {meta['versions']['numpy']}, numba {meta['versions']['numba']}",
         f"CPU: {cpu['model']} ({cpu['usable_cores']} usable of {cpu['logical_cores']} logical cores; SIMD: {simd})",
-        f"{meta['dtype']}, scan along axis {meta['axis']}; time = best of {meta['repeats']} after "
-        f"{meta['warmup']} warm-up call{'s' if meta['warmup'] != 1 else ''}",
+        f"{meta['dtype']}, scan along axis {meta['axis']}; time = best of {meta['repeats']} interleaved rounds "
+        f"(every row once a round) after {meta['warmup']} warm-up call{'s' if meta['warmup'] != 1 else ''}",
         "speedup = NumPy-loop time / time;  x f+b loops (backward rows) = (NumPy forward loop + reverse loop) / time",
         "copy bw = bytes moved per second / np.copyto's (forward moves 3 arrays, backward 6, a copy 2);  "
         "max |diff| = vs the NumPy loop's result",

@@ -198,7 +198,8 @@ def build_parser():
                                    + " and ".join(",".join(map(str, s)) for s in bench.DEFAULT_SHAPES))
     bench_parser.add_argument("--dtype", default="float32", choices=bench.DTYPES, help="default: float32")
     bench_parser.add_argument("--repeats", type=int, metavar="N",
-                              help="timed calls per row, the best is kept (default: 5, or 2 with --quick)")
+                              help="timed rounds, each calling every row once; a row keeps its best call "
+                                   "(default: 5, or 2 with --quick)")
     bench_parser.add_argument("--json", metavar="PATH", help="also save the results as JSON to PATH")
     bench_parser.set_defaults(run=_run_bench, parser=bench_parser)
 

@@ -166,6 +166,34 @@ def test_bench_takes_extra_rows_with_their_own_timer():
     assert synced
 
 
+def test_rows_are_timed_in_interleaved_rounds_and_compared_before_the_next_row_runs():
+    """After one untimed call each, every round calls each row once, in turn, and a row keeps its best
+    call. Rows sharing one out= buffer are each compared with the loop right after their untimed call,
+    before the next row overwrites the buffer."""
+    calls, now = [], [0.0]
+    durations = {"good": iter([3.0, 1.0, 2.0]), "bad": iter([4.0, 6.0, 5.0])}  # seconds, round by round
+    clock = bench.Timer(clock=lambda: now[0])
+
+    def rows(problem):
+        shared = np.empty(problem.shape, problem.dtype)
+        for name, scale in (("good", 1.0), ("bad", 2.0)):
+            def call(name=name, scale=scale):
+                calls.append(name)
+                if len(calls) > 2:  # the first two are the untimed calls
+                    now[0] += next(durations[name])
+                bench.numpy_loop_forward(problem.log_a, problem.log_b, shared)
+                np.multiply(shared, scale, out=shared)
+                return shared
+            yield bench.Candidate("forward", "fake", name, call, timer=clock)
+
+    result = bench.measure_shape((2, 16, 4), "float64", [rows], repeats=3)
+    assert calls == ["good", "bad"] + ["good", "bad"] * 3
+    by_method = {row.method: row for row in result.rows if row.backend == "fake"}
+    assert by_method["good"].seconds == 1.0 and by_method["bad"].seconds == 4.0
+    assert by_method["good"].max_abs_diff == 0.0
+    assert by_method["bad"].max_abs_diff > 0.0
+
+
 def test_backward_rows_report_their_speedup_over_both_numpy_loops():
     config = bench.Config(shapes=((2, 16, 4),), backends=["numpy"], methods=["sequential"], quick=True)
     lines = []
