@@ -449,15 +449,20 @@ def test_carry_fold_stops_once_the_carry_has_faded(dtype):
 
 
 def test_a_second_process_loads_the_kernels_from_the_disk_cache():
-    """The kernels are cached on disk (cache=True): a second process compiles nothing for the same call."""
+    """The kernels are cached on disk (cache=True): a second process compiles nothing for the same calls.
+
+    A small call runs the serial twin of the parallel kernel, a large one the parallel kernel itself.
+    """
     code = ("import numpy as np, logscan; from logscan.backends.numba_cpu import _chunked; "
-            "x = np.zeros((1, 64, 3), np.float32); logscan.scan(x, x, axis=1, backend='numba', method='chunked'); "
-            "s = _chunked.forward.stats; print(len(s.cache_hits), len(s.cache_misses))")
+            "small, large = np.zeros((1, 64, 3), np.float32), np.zeros((4, 8192, 64), np.float32); "
+            "[logscan.scan(x, x, axis=1, backend='numba', method='chunked') for x in (small, large)]; "
+            "s = [_chunked.forward.serial.stats, _chunked.forward.parallel.stats]; "
+            "print(*(len(v.cache_hits) for v in s), *(len(v.cache_misses) for v in s))")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
             for _ in range(2)]
-    hits, misses = (int(v) for v in runs[1].stdout.split())
-    assert (hits, misses) == (1, 0), runs[1].stdout
+    serial_hits, parallel_hits, *misses = (int(v) for v in runs[1].stdout.split())
+    assert (serial_hits, parallel_hits, misses) == (1, 1, [0, 0]), runs[1].stdout
 
 
 def test_cache_guard_drops_kernels_compiled_from_other_sources(tmp_path):

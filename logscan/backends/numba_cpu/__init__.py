@@ -37,6 +37,11 @@ in pip's llvmlite, so libm calls would keep the loops scalar), handle
 ``-inf`` exactly, pass NaN through, and are deterministic for a given
 machine (the chunk count depends on the shape and ``NUMBA_NUM_THREADS``).
 ``out`` may be the same view as ``log_b``/``b`` for every method.
+Every parallel kernel also has a serial twin (``_threading``): calls that
+would use one thread run it without a parallel launch, and so does a
+process forked from one whose GNU OpenMP threads had started (numba would
+end it); on the workqueue layer parallel calls take turns. So the backend
+is safe in several threads at once and in forked processes.
 
 How ``method="auto"`` chooses
 -----------------------------

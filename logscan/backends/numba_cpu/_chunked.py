@@ -62,6 +62,7 @@ from logscan.backends.numba_cpu._steps import (
     forward_total,
     sum_log_decay,
 )
+from logscan.backends.numba_cpu._threading import parallel_kernel
 from logscan.backends.numba_cpu._vmath import FASTMATH, vlogaddexp
 
 _OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
@@ -94,7 +95,7 @@ def _group(geo, n_streams, group, outer, inner, W, rows_mode):
     return n, lane_o, lane_i, offsets
 
 
-@njit(parallel=True, cache=True, **_OPTS)
+@parallel_kernel(cache=True, **_OPTS)
 def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, direct, n_chunks,
             workspace, identity_a, identity_b):
     """Forward scan of every channel; see the module docstring. ``workspace``: (2, n_chunks, outer*inner).
@@ -179,7 +180,7 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
                 scatter(tile_out, out, off_out, so, tt, W, n, m)
 
 
-@njit(parallel=True, cache=True, **_OPTS)
+@parallel_kernel(cache=True, **_OPTS)
 def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, pieces, workspace, zero, neg_inf,
                   negligible):
     """Log-space forward, compensated, with every chunk of time scanned at once (few channels, several threads).
@@ -338,7 +339,7 @@ def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lan
             scatter(tile_gb, grad_b, off_gb, sgb, tt, W, n, m)
 
 
-@njit(parallel=True, cache=True, **_OPTS)
+@parallel_kernel(cache=True, **_OPTS)
 def backward(space, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo, has_h0, outer, T, inner, W, rows_mode,
              direct, n_chunks, workspace, identity_b, zero, neg_inf):
     """Fused reverse pass of every channel; see the module docstring. ``workspace``: (2, n_chunks, outer*inner)."""

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from numba import njit, prange
 
+from logscan.backends.numba_cpu._threading import parallel_kernel
 from logscan.backends.numba_cpu._vmath import FASTMATH, vexp, vlog1p, vsoftplus_nonpositive
 
 _OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
@@ -111,7 +112,7 @@ def _units(rows):
     return (rows + ROWS_PER_UNIT - 1) // ROWS_PER_UNIT
 
 
-@njit(parallel=True, cache=True, **_OPTS)
+@parallel_kernel(cache=True, **_OPTS)
 def mingru_coefficients(pre, log_a, log_b, zero, half):
     """``log_a``, ``log_b`` (rows, H) from ``pre = [k | h~]`` (rows, 2H)."""
     rows, width = log_a.shape
@@ -121,7 +122,7 @@ def mingru_coefficients(pre, log_a, log_b, zero, half):
                 log_a[r, j], log_b[r, j] = _coefficients(pre[r, j], pre[r, width + j], zero, half)
 
 
-@njit(parallel=True, cache=True, **_OPTS)
+@parallel_kernel(cache=True, **_OPTS)
 def minlstm_coefficients(pre, logit, log_a, log_b, zero, half):
     """``logit``, ``log_a``, ``log_b`` (rows, H) from ``pre = [f | i | h~]`` (rows, 3H)."""
     rows, width = log_a.shape
@@ -133,7 +134,7 @@ def minlstm_coefficients(pre, logit, log_a, log_b, zero, half):
                 log_a[r, j], log_b[r, j] = _coefficients(s, pre[r, 2 * width + j], zero, half)
 
 
-@njit(parallel=True, cache=True, **_OPTS)
+@parallel_kernel(cache=True, **_OPTS)
 def mingru_gradients(grad_log_a, grad_log_b, pre, zero, half, one):
     """``pre = [k | h~]`` (rows, 2H) overwritten by its gradient ``[dL/dk | dL/dh~]``."""
     rows, width = grad_log_a.shape
@@ -144,7 +145,7 @@ def mingru_gradients(grad_log_a, grad_log_b, pre, zero, half, one):
                     grad_log_a[r, j], grad_log_b[r, j], pre[r, j], pre[r, width + j], zero, half, one)
 
 
-@njit(parallel=True, cache=True, **_OPTS)
+@parallel_kernel(cache=True, **_OPTS)
 def minlstm_gradients(grad_log_a, grad_log_b, logit, pre, zero, half, one):
     """``pre = [f | i | h~]`` (rows, 3H) overwritten by its gradient; ``logit`` as the forward stored it."""
     rows, width = grad_log_a.shape

@@ -40,6 +40,7 @@ from numba import njit, prange
 from logscan.backends.numba_cpu._geometry import describe
 from logscan.backends.numba_cpu._lanes import TIME, gather, group_count, group_lanes, lane_offsets, load_state, scatter
 from logscan.backends.numba_cpu._steps import LINEAR, LOG
+from logscan.backends.numba_cpu._threading import parallel_kernel
 from logscan.backends.numba_cpu._vmath import FASTMATH, vexp, vlogaddexp
 
 _OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
@@ -128,7 +129,7 @@ def _tree_scan(space, method, A, B, saved_A, saved_B, T, P, W, n, identity_a, id
             A[k] = A[k] * saved_A[k]
 
 
-@njit(parallel=True, cache=True, **_OPTS)
+@parallel_kernel(cache=True, **_OPTS)
 def forward_kernel(space, method, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, workspace,
                    identity_a, identity_b):
     """Forward scan by a tree method; ``workspace``: (threads, 4, P*W)."""
@@ -161,7 +162,7 @@ def forward_kernel(space, method, a, b, out, h0, geo, has_h0, outer, T, inner, W
         scatter(B, out, offsets[2], geo[2, TIME], 0, W, n, T)
 
 
-@njit(parallel=True, cache=True, **_OPTS)
+@parallel_kernel(cache=True, **_OPTS)
 def backward_kernel(space, method, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo, has_h0, outer, T, inner, W,
                     rows_mode, workspace, identity_b, zero, one, neg_inf):
     """Backward by a tree method; ``workspace``: (threads, 6, P*W)."""
