@@ -31,6 +31,7 @@ def test_gpu_check_script_parses_its_options():
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     shown = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, check=False)
     assert shown.returncode == 0 and "--charlm=FILE" in shown.stdout and "--sanitize" in shown.stdout
+    assert "--budget=S" in shown.stdout and "--no-bench, --no-tests" in shown.stdout
     refused = subprocess.run(["bash", str(script), "--charm=x"], capture_output=True, text=True, check=False)
     assert refused.returncode == 2 and "unknown argument --charm=x" in refused.stderr
     refused = subprocess.run(["bash", str(script), "--budget=9m"], capture_output=True, text=True, check=False)

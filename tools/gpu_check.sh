@@ -16,6 +16,7 @@
 #                                    lent by the minute, and a stage cut short still leaves its log and
 #                                    the stages before it (the benchmark comes first, its rows saved
 #                                    shape by shape)
+#   --no-bench, --no-tests           leave out those stages (a second call for --charlm, say)
 #
 # Logs go to ${LOGSCAN_GPU_LOGS:-$TMPDIR/logscan_gpu_check}/. A short summary table is printed last.
 # Exit status: 0 when the tests pass (and the sanitizers are clean, when asked) within the budget.
@@ -36,6 +37,8 @@ QUICK=()
 CHARLM=""
 CHARLM_STEPS=1000
 BUDGET=420
+RUN_BENCH=1
+RUN_TESTS=1
 for arg in "$@"; do
   case "$arg" in
     --sanitize) SANITIZE=1 ;;
@@ -43,7 +46,9 @@ for arg in "$@"; do
     --charlm=*) CHARLM=${arg#--charlm=} ;;
     --charlm-steps=*) CHARLM_STEPS=${arg#--charlm-steps=} ;;
     --budget=*) BUDGET=${arg#--budget=} ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --no-bench) RUN_BENCH=0 ;;
+    --no-tests) RUN_TESTS=0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -78,16 +83,23 @@ if cuda.is_available():
     print("device:", d.name, "cc", d.compute_capability)
 EOF
 
-echo "== benchmark (every GPU backend x method x shape, float32)"
-limited "$PY" tools/gpu_bench.py "${QUICK[@]}" --json "$LOGS/bench.json" 2>&1 | tee "$LOGS/bench.txt"
-BENCH_RC=${PIPESTATUS[0]}
+BENCH_RC="not run"
+if [ "$RUN_BENCH" = 1 ]; then
+  echo "== benchmark (every GPU backend x method x shape, float32)"
+  limited "$PY" tools/gpu_bench.py "${QUICK[@]}" --json "$LOGS/bench.json" 2>&1 | tee "$LOGS/bench.txt"
+  BENCH_RC=${PIPESTATUS[0]}
+fi
 
-echo "== GPU tests (pytest -m gpu)"
-limited "$PY" -m pytest -m gpu -q -p no:cacheprovider -o addopts="" --import-mode=importlib -rs tests/ \
-  2>&1 | tee "$LOGS/tests.txt"
-TESTS_RC=${PIPESTATUS[0]}
-TESTS_LINE=$(tail -n 1 "$LOGS/tests.txt")
-[ "$TESTS_RC" = 124 ] && TESTS_LINE="cut short by the budget; last line: $TESTS_LINE"
+TESTS_RC=0
+TESTS_LINE="not run (--no-tests)"
+if [ "$RUN_TESTS" = 1 ]; then
+  echo "== GPU tests (pytest -m gpu)"
+  limited "$PY" -m pytest -m gpu -q -p no:cacheprovider -o addopts="" --import-mode=importlib -rs tests/ \
+    2>&1 | tee "$LOGS/tests.txt"
+  TESTS_RC=${PIPESTATUS[0]}
+  TESTS_LINE=$(tail -n 1 "$LOGS/tests.txt")
+  [ "$TESTS_RC" = 124 ] && TESTS_LINE="cut short by the budget; last line: $TESTS_LINE"
+fi
 
 SANITIZE_SUMMARY=()
 SANITIZE_RC=0
