@@ -532,22 +532,16 @@ def _same_view(x, y):
 
 
 def _run(op, call, sizes, kwargs, reverse, method, handle):
-    """Run one op of the core on device pointers (``kwargs``: name -> pointer, name_strides -> strides).
-
-    The steps of the public :mod:`logscan.capi` functions (validate, resolve,
-    size the workspace, dispatch on the stream), each done once and with
-    errors under the public name, as :func:`logscan.api._call` does on the host.
-    """
-    caller, outer, T, inner, dtype = call.caller, sizes["outer"], sizes["T"], sizes["inner"], sizes["dtype"]
-    capi._check_common(caller, op, outer, T, inner, dtype, method)
-    module, concrete = capi._resolve(caller, op, outer, T, inner, dtype, method, call.backend, "cuda")
-    nbytes = capi._workspace_bytes(module, op, dtype, outer, T, inner, concrete)
-    workspace_obj, workspace_ptr = call.family.workspace(nbytes)
-    call.keep.append(workspace_obj)
+    """Run one op of the core on device pointers (``kwargs``: name -> pointer, name_strides -> strides)."""
     buffers = {name: (ptr, kwargs[name + "_strides"]) for name, ptr in kwargs.items() if not name.endswith("_strides")}
-    with capi._stream_scope(caller, module, "cuda", handle):
-        capi._run_resolved(caller, op, module, concrete, buffers, outer=outer, T=T, inner=inner, dtype=dtype,
-                           reverse=reverse, workspace=workspace_ptr, workspace_bytes=nbytes)
+
+    def allocate(nbytes):
+        owner, pointer = call.family.workspace(nbytes)
+        call.keep.append(owner)  # alive until the call returns, as the other temporaries
+        return owner, pointer
+
+    capi._run_allocating(call.caller, op, buffers, **sizes, reverse=reverse, method=method, backend=call.backend,
+                         device="cuda", allocate=allocate, stream=handle)
 
 
 def _finish_host(call, obj, handle):

@@ -118,22 +118,17 @@ def _output(caller, out, shape, dtype, axis, inputs):
 
 
 def _call(op, caller, buffers, state, dtype, reverse, method, backend):
-    """Run one op of the core on canonical buffers (dict name -> _Canonical) and states (name -> (ptr, strides)).
-
-    The same steps as the public :mod:`logscan.capi` functions (validate,
-    resolve, size and carve the workspace, dispatch), each done once, with
-    errors reported under the public name: on small arrays the Python around
-    the kernels is most of a call.
-    """
+    """Run one op of the core on canonical buffers (dict name -> _Canonical) and states (name -> (ptr, strides))."""
     outer, T, inner = next(iter(buffers.values())).shape3
     pointers = {name: (view.ptr, view.strides3) for name, view in buffers.items()}
     pointers.update(state)
-    capi._check_common(caller, op, outer, T, inner, dtype, method)
-    module, concrete = capi._resolve(caller, op, outer, T, inner, dtype, method, backend, "cpu")
-    nbytes = capi._workspace_bytes(module, op, dtype, outer, T, inner, concrete)
+    capi._run_allocating(caller, op, pointers, outer=outer, T=T, inner=inner, dtype=dtype, reverse=reverse,
+                         method=method, backend=backend, device="cpu", allocate=_host_workspace)
+
+
+def _host_workspace(nbytes):
     workspace = np.empty(nbytes, np.uint8)
-    capi._run_resolved(caller, op, module, concrete, pointers, outer=outer, T=T, inner=inner, dtype=dtype,
-                       reverse=reverse, workspace=workspace.__array_interface__["data"][0], workspace_bytes=nbytes)
+    return workspace, workspace.__array_interface__["data"][0]
 
 
 def _uses_device(device, backend):

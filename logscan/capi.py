@@ -185,6 +185,20 @@ def _run(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backen
                       reverse=reverse, workspace=workspace, workspace_bytes=workspace_bytes)
 
 
+def _run_allocating(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backend, device, allocate,
+                    stream=None):
+    """The front doors' call: validate, resolve, size the workspace, have ``allocate(nbytes)`` give
+    ``(owner, pointer)`` of one, and run on ``stream``, each step once (the public functions' steps, with
+    errors under ``caller``; on small arrays this Python is most of a call)."""
+    _check_common(caller, op, outer, T, inner, dtype, method)
+    module, method = _resolve(caller, op, outer, T, inner, dtype, method, backend, device)
+    nbytes = _workspace_bytes(module, op, dtype, outer, T, inner, method)
+    _owner, workspace = allocate(nbytes)  # the owner keeps the memory alive while the kernels run
+    with _stream_scope(caller, module, device, stream):
+        _run_resolved(caller, op, module, method, buffers, outer=outer, T=T, inner=inner, dtype=dtype,
+                      reverse=reverse, workspace=workspace, workspace_bytes=nbytes)
+
+
 def _run_resolved(caller, op, module, method, buffers, *, outer, T, inner, dtype, reverse, workspace,
                   workspace_bytes):
     t_in, t_out, state, grad_state = _SIGNATURES[op]
