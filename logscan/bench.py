@@ -64,7 +64,7 @@ class BenchError(ValueError):
 
 # ---------------------------------------------------------------- timing
 class Timer:
-    """Times one call: the best of ``repeats`` calls after ``warmup`` untimed calls.
+    """Times one call (:func:`timed_rounds` keeps the best of several).
 
     Parameters
     ----------
@@ -89,19 +89,6 @@ class Timer:
         if self.sync is not None:
             self.sync()
         return self.clock() - start, result
-
-    def best(self, call: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, Any]:
-        """Best time over ``repeats`` calls after ``warmup`` calls, and the last result."""
-        result = None
-        for _ in range(warmup):
-            result = call()
-        if self.sync is not None:
-            self.sync()
-        best = math.inf
-        for _ in range(max(repeats, 1)):
-            seconds, result = self.once(call)
-            best = min(best, seconds)
-        return best, result
 
 
 CPU_TIMER = Timer()

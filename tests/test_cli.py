@@ -138,14 +138,13 @@ def test_bench_lists_an_unavailable_backend_as_skipped(capsys, monkeypatch):
     assert "backend fake_cpu: skipped (not available here" in out
 
 
-def test_timer_synchronizes_and_keeps_the_best():
-    ticks = iter([0.0, 5.0, 10.0, 12.0, 20.0, 23.0])
+def test_timer_synchronizes_and_the_rounds_keep_the_best():
+    ticks = iter([0.0, 5.0, 10.0, 12.0, 20.0, 23.0, 30.0, 31.0])
     synced = []
     timer = bench.Timer(sync=lambda: synced.append(1), clock=lambda: next(ticks))
-    seconds, result = timer.best(lambda: "done", repeats=3, warmup=1)
-    assert seconds == 2.0
-    assert result == "done"
-    assert len(synced) >= 1 + 2 * 3
+    assert bench.timed_rounds([(timer, lambda: "done")], repeats=3) == [2.0]
+    assert timer.once(lambda: "done") == (1.0, "done")
+    assert len(synced) == 2 * 4  # before and after every call
 
 
 def test_bench_takes_extra_rows_with_their_own_timer():

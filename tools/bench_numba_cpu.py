@@ -25,32 +25,22 @@ a shared machine take the ratios, not the absolute times.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+
+from logscan.bench import CPU_TIMER, timed_rounds
 
 
 def best_times(candidates, repeat):
     """{name: best seconds} over ``repeat`` round-robin rounds (after one warm-up call each)."""
     for fn in candidates.values():
         fn()
-    best = dict.fromkeys(candidates, np.inf)
-    for _ in range(repeat):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+    return dict(zip(candidates, timed_rounds([(CPU_TIMER, fn) for fn in candidates.values()], repeat),
+                    strict=True))
 
 
 def best_time(fn, repeat):
-    fn()  # warm-up (compilation, page faults)
-    best = np.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_times({"": fn}, repeat)[""]
 
 
 def numpy_forward_loop(log_a, log_b, out):
