@@ -20,6 +20,9 @@ def _time_order(x, reverse):
     return x[..., ::-1] if reverse else x
 
 
+pytestmark_inf = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+
+
 # ------------------------------------------------------------ -inf, forward
 @pytest.mark.parametrize("reverse", DIRECTIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -108,6 +111,39 @@ def test_linear_zero_decay_resets_exactly(backend, method, reverse, rng):
         _time_order(a, reverse)[:, t] = 0.0
     got = logscan.linear_scan(a, b, h0=rng.normal(size=3), reverse=reverse, method=method, backend=backend)
     assert_same_bits(_time_order(got, reverse)[:, resets], _time_order(b, reverse)[:, resets])
+
+
+@pytestmark_inf
+@pytest.mark.parametrize("reverse", DIRECTIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_plus_inf_stays_until_a_reset_makes_it_nan(backend, method, dtype, reverse, rng):
+    """+inf in log_b or log_h0 holds the state at +inf (inf + finite decay), and a reset after it is nan.
+
+    As the reference: logaddexp(log_a + inf, log_b) = inf, and -inf + inf = nan at a reset. (The
+    compensated kernels carry a nan rounding term next to an infinite state; it must never leak out
+    as a finite value or as nan before the reset.)
+    """
+    T = 70
+    log_a, log_b = log_inputs(rng, (4, T), dtype)
+    ordered_a, ordered_b = _time_order(log_a, reverse), _time_order(log_b, reverse)
+    ordered_b[0, 10] = np.inf                      # channel 0: +inf arrives at step 10, never reset
+    ordered_b[1, 33] = np.inf
+    ordered_a[1, 50] = -np.inf                     # channel 1: +inf at 33, reset at 50 -> nan from 50 on
+    log_h0 = np.array([0.0, 0.0, np.inf, -np.inf], dtype)  # channel 2: starts at +inf
+    ordered_b[3, 20:] = np.inf                     # channel 3: +inf inputs from step 20
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # -inf + inf in the reference
+        want = reference.scan(log_a, log_b, log_h0=log_h0, reverse=reverse)
+    got = logscan.scan(log_a, log_b, log_h0=log_h0, reverse=reverse, method=method, backend=backend)
+    ordered = _time_order(got, reverse)
+    assert np.isposinf(ordered[0, 10:]).all() and np.isfinite(ordered[0, :10]).all()
+    assert np.isposinf(ordered[1, 33:50]).all() and np.isnan(ordered[1, 50:]).all()
+    assert np.isposinf(ordered[2]).all()
+    assert np.isposinf(ordered[3, 20:]).all() and np.isfinite(ordered[3, :20]).all()
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(np.isfinite(got), finite)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert_close(np.where(finite, got, 0), np.where(finite, want, 0), dtype, T)
 
 
 # ------------------------------------------------------------ -inf, backward

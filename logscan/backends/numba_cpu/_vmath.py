@@ -371,7 +371,10 @@ def vlogaddexp(x, y):
 
 
 def vlogaddexp_compensated(x, y, low):
-    """``(high, low)`` with ``high + low ~ logaddexp(x + low_in, y)``; see ``logaddexp_compensated32``."""
+    """``(high, low)`` with ``high + low ~ logaddexp(x + low_in, y)``; see ``logaddexp_compensated32``.
+
+    ``low`` (in and out) may be nan where ``x`` (in) or ``high`` (out) is not finite.
+    """
     raise NotImplementedError("vlogaddexp_compensated is only callable from numba-compiled code")
 
 
@@ -386,8 +389,9 @@ def _compensated(softplus, zero):
         high = larger + correction
         part = high - larger
         new_low = (larger - (high - part)) + (correction - part)  # TwoSum: what the addition lost
-        high = high if d == d else x + y   # nan operand, or equal infinities (see logaddexp32)
-        new_low = new_low if abs(high) < np.inf else zero
+        # nan operand or equal infinities (d is nan; see logaddexp32), or x = +inf with its nan low
+        # (high is nan): x + y is then the true result
+        high = high if (d == d) & (high == high) else x + y
         return high, new_low
 
     return logaddexp_compensated
@@ -398,8 +402,14 @@ def _compensated(softplus, zero):
 # step, 1.1e-5 relative after 65 536 float32 steps. Keeping the rounding
 # error of the last addition (TwoSum) in `low` and adding it into the next
 # increment keeps the error at a few ulp. When y dominates, the old state
-# (and its low part) is mostly forgotten and `low` is dropped. Non-finite
-# results get low = 0.
+# (and its low part) is mostly forgotten and `low` is dropped.
+#
+# `low` is only meaningful next to a finite `high`: where `high` is +-inf or
+# nan the returned `low` is nan (no select to clean it: this runs once per
+# element of every scan). That nan never reaches a result: the next step's
+# `x = log_a + high` is then -inf (so x > y is false and `low` is not used),
+# nan (the result is nan anyway) or +inf (then `high` is nan and the result
+# falls back to x + y = +inf). A finite `x` always comes with a finite `low`.
 logaddexp_compensated32 = _compensated(softplus_nonpositive32, _F(0.0))
 logaddexp_compensated64 = _compensated(softplus_nonpositive64, 0.0)
 
