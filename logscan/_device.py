@@ -436,10 +436,10 @@ def _gather(caller, named, stream):
         return operands, None, None, handle
     # Device ids DLPack producers declare are checked before anything is imported.
     _one_device(caller, {name: _dlpack_index(x) for name, x in present.items()})
-    out = present.get("out")
-    if out is not None and route(out).family == "jax":
-        raise TypeError(f"{caller}: out cannot be a JAX array (JAX arrays are immutable); leave out=None and use "
-                        f"the returned array")
+    for name, x in present.items():
+        if (name == "out" or name.startswith("out[")) and route(x).family == "jax":
+            raise TypeError(f"{caller}: {name} cannot be a JAX array (JAX arrays are immutable); leave out=None "
+                            f"and use the returned array")
     for name, x in present.items():
         view, _route = _as_cai(caller, name, x, handle)
         operands[name] = _describe(caller, name, view)
@@ -635,9 +635,41 @@ def _sum_to(call, obj, op, shape):
     return call.family.reduce_sum(obj, stretched, True) if stretched else obj
 
 
-def backward(op, caller, named, axis, reverse, method, backend, stream=None):
-    """Backward of a scan on device arrays; see :func:`logscan.scan_backward`."""
-    grad_name, first, second, value_name, state_name = list(named)
+def _gradient_target(caller, call, label, out_obj, out_op, own_shape, full_shape, dtype, axis, inputs,
+                     time_axis=True):
+    """(object, operand) the core writes one gradient into: ``out``'s own when it can, else a new array.
+
+    As :func:`logscan.api._gradient_buffer`: directly only with nothing to sum
+    over, a layout the core takes without a copy, and no overlap with an input.
+    """
+    if out_obj is not None:
+        if call.family.to_host and not isinstance(out_obj, np.ndarray):
+            raise TypeError(f"{caller}: {label} must be a numpy.ndarray, got {type(out_obj).__name__}")
+        if out_op.shape != tuple(own_shape):
+            raise ValueError(f"{caller}: {label} must have shape {tuple(own_shape)}, got {out_op.shape}")
+        if out_op.dtype != dtype:
+            raise TypeError(f"{caller}: {label} must have dtype {dtype}, got {out_op.dtype}")
+        readonly = not out_obj.flags.writeable if call.family.to_host else out_op.readonly
+        if readonly:
+            raise ValueError(f"{caller}: {label} is read-only")
+    if out_obj is None or call.family.to_host or tuple(own_shape) != tuple(full_shape):
+        return call.family.empty(full_shape, dtype)
+    shape = out_op.shape if time_axis else out_op.shape[:axis] + (1,) + out_op.shape[axis:]
+    strides = out_op.strides if time_axis else out_op.strides[:axis] + (0,) + out_op.strides[axis:]
+    canonical = _layout.canonical(shape, strides, axis) is not None
+    if canonical and not any(_overlaps(out_op, x) for x in inputs):
+        return out_obj, out_op
+    return call.family.empty(full_shape, dtype)
+
+
+def backward(op, caller, named, axis, reverse, method, backend, out_names=(), stream=None):
+    """Backward of a scan on device arrays; see :func:`logscan.scan_backward`.
+
+    ``named``: the gradient, the two inputs, the scan's output and the state
+    (None when absent), in that order, then the ``out`` arrays under
+    ``out_names``.
+    """
+    grad_name, first, second, value_name, state_name = list(named)[:5]
     operands, call, device, handle = _setup(caller, named, backend, stream, (grad_name, first, second, value_name))
     with _on_device(device), _backend_stream(call.module, handle):
         (a, b), shape, dtype, axis = _inputs(caller, call, operands, (first, second), axis)
@@ -651,34 +683,52 @@ def backward(op, caller, named, axis, reverse, method, backend, stream=None):
         state_shape = shape[:axis] + shape[axis + 1:]
         state_op = operands.get(state_name)
         state = _state(caller, call, state_name, state_op, state_shape, axis, dtype)
-        grad_a_obj, grad_a = call.family.empty(shape, dtype)
-        grad_b_obj, grad_b = call.family.empty(shape, dtype)
-        grad_state_obj = None
-        kwargs = {}
         names = {"log_scan": ("grad_log_h", "log_a", "log_b", "log_h", "grad_log_a", "grad_log_b", "log_h0",
                               "grad_log_h0"),
                  "linear_scan": ("grad_h", "a", "b", "h", "grad_a", "grad_b", "h0", "grad_h0")}[op]
-        for name, x in zip(names[:6], (seq[grad_name], a, b, seq[value_name], grad_a, grad_b), strict=True):
+        grad_labels = [names[4], names[5]] + ([names[7]] if state_op is not None else [])
+        labels = [f"out[{k}] ({label})" if out_names else label for k, label in enumerate(grad_labels)]
+        own_shapes = [operands[first].shape, operands[second].shape]
+        own_shapes += [state_op.shape] if state_op is not None else []
+        full_shapes = [tuple(shape), tuple(shape), tuple(state_shape)]
+        out_objs = [named[n] for n in out_names] or [None] * len(labels)
+        out_ops = [operands[n] for n in out_names] or [None] * len(labels)
+        if out_names:
+            from logscan.api import _check_outs_apart  # noqa: PLC0415  (api imports this module lazily)
+
+            if call.family.to_host:  # NumPy outs: the operands are device copies, the outs themselves are checked
+                _check_outs_apart(caller, grad_labels, out_objs, np.may_share_memory)
+            else:
+                _check_outs_apart(caller, grad_labels, out_ops, _overlaps)
+        inputs = [seq[grad_name], a, b, seq[value_name]] + ([state_op] if state_op is not None else [])
+        targets = [_gradient_target(caller, call, labels[k], out_objs[k], out_ops[k], own_shapes[k], full_shapes[k],
+                                    dtype, axis, inputs, time_axis=k < 2) for k in range(len(labels))]
+        kwargs = {}
+        for name, x in zip(names[:6], (seq[grad_name], a, b, seq[value_name], targets[0][1], targets[1][1]),
+                           strict=True):
             kwargs[name], shape3, kwargs[name + "_strides"] = call.canonical(x, axis)
         kwargs[names[6]], kwargs[names[6] + "_strides"] = state
         if state_op is not None:
-            grad_state_obj, grad_state = call.family.empty(state_shape, dtype)
-            kwargs[names[7]], kwargs[names[7] + "_strides"] = _state(caller, call, names[7], grad_state,
+            kwargs[names[7]], kwargs[names[7] + "_strides"] = _state(caller, call, names[7], targets[2][1],
                                                                      state_shape, axis, dtype)
         outer, T, inner = shape3
         if outer * T * inner:
             _run(op + "_backward", call, dict(outer=outer, T=T, inner=inner, dtype=str(dtype)), kwargs, reverse,
                  method, handle)
         elif state_op is not None:
-            _fill(call.module, grad_state, 0)  # T = 0: the state passes through untouched
-        grads = [_sum_to(call, grad_a_obj, grad_a, operands[first].shape),
-                 _sum_to(call, grad_b_obj, grad_b, operands[second].shape),
-                 None if state_op is None else _sum_to(call, grad_state_obj, grad_state, state_op.shape)]
+            _fill(call.module, targets[2][1], 0)  # T = 0: the state passes through untouched
+        grads = [_sum_to(call, obj, op_, own) for (obj, op_), own in zip(targets, own_shapes, strict=True)]
+        if out_names:
+            for k, (out_obj, out_op, result) in enumerate(zip(out_objs, out_ops, grads, strict=True)):
+                if result is not out_obj:
+                    result_op = None if call.family.to_host else _describe(caller, labels[k], result)
+                    _copy_out(call, out_obj, out_op, result, result_op, handle)
+            return tuple(out_objs) + (None,) * (3 - len(out_objs))
         if call.family.to_host:
-            grads = [None if g is None else _finish_host(call, g, handle) for g in grads]
+            grads = [_finish_host(call, g, handle) for g in grads]
         else:
             grads = [call.family.give_back(g) for g in grads]
-        return tuple(grads)
+        return tuple(grads) + (None,) * (3 - len(grads))
 
 
 def zeros_like_scalar(x):

@@ -192,18 +192,75 @@ def _sum_to(caller, grad, shape):
     return grad.sum(axis=stretched, keepdims=True) if stretched else grad
 
 
-def _backward(op, grad, first, second, value, state, axis, reverse, method, backend, stream=None):
+def _out_entries(caller, out, labels):
+    """The arrays of a backward's ``out``, one per gradient in ``labels``; None when ``out`` is None.
+
+    ``out`` is a tuple (or list) with one array per gradient. Without a state a
+    trailing None is accepted too, so that the tuple a call returned can be
+    passed back as ``out`` of the next one.
+    """
+    if out is None:
+        return None
+    expected = f"a tuple of {len(labels)} arrays ({', '.join(labels)})"
+    if not isinstance(out, (tuple, list)):
+        raise TypeError(f"{caller}: out must be {expected}, got {type(out).__name__}")
+    entries = list(out)
+    if len(labels) == 2 and len(entries) == 3 and entries[2] is None:
+        entries = entries[:2]
+    if len(entries) != len(labels):
+        raise ValueError(f"{caller}: out must be {expected}, got {len(out)} entries")
+    for k, x in enumerate(entries):
+        if x is None:
+            raise TypeError(f"{caller}: out[{k}] ({labels[k]}) must be an array, got None")
+    return entries
+
+
+def _gradient_labels(op, with_state):
+    grad = ("grad_log_a", "grad_log_b", "grad_log_h0") if op == "log_scan" else ("grad_a", "grad_b", "grad_h0")
+    return grad if with_state else grad[:2]
+
+
+def _check_outs_apart(caller, labels, outs, overlap):
+    """ValueError when two of a backward's outputs share memory (each gradient needs its own)."""
+    for i in range(len(outs)):
+        for j in range(i + 1, len(outs)):
+            if overlap(outs[i], outs[j]):
+                raise ValueError(f"{caller}: out[{i}] ({labels[i]}) and out[{j}] ({labels[j]}) overlap in memory; "
+                                 f"each gradient needs its own array")
+
+
+def _gradient_buffer(out, own_shape, full_shape, dtype, axis, inputs, time_axis=True):
+    """The array the core writes one gradient into: ``out`` itself when it can take it directly, else a new one.
+
+    Directly means: no broadcast input to sum over (``own_shape`` is the full
+    shape), a layout the core takes without a copy, and no overlap with any
+    input. ``time_axis`` is False for the state's gradient (the scan axis is
+    absent; the core sees it as a length-1 time axis).
+    """
+    if out is None or own_shape != full_shape:
+        return np.empty(full_shape, dtype)
+    view = out if time_axis else np.expand_dims(out, axis)
+    canonical = _layout.canonical(view.shape, _layout.element_strides(view), axis) is not None
+    overlaps = any(np.may_share_memory(out, x) for x in inputs)
+    return out if canonical and not overlaps else np.empty(full_shape, dtype)
+
+
+def _backward(op, grad, first, second, value, state, axis, reverse, method, backend, out=None, stream=None):
     caller, names, state_name = _OPS[op]
     caller = caller + "_backward"
     grad_name, value_name = ("grad_log_h", "log_h") if op == "log_scan" else ("grad_h", "h")
     _check_options(caller, reverse, method, backend)
+    labels = _gradient_labels(op, state is not None)
+    entries = _out_entries(caller, out, labels)
+    out_names = [] if entries is None else [f"out[{k}]" for k in range(len(entries))]
     named = {grad_name: grad, names[0]: first, names[1]: second, value_name: value, state_name: state}
     for name in (grad_name, *names, value_name):
         _arrays.device_of(caller, name, named[name])
+    named.update(zip(out_names, entries or (), strict=True))
     device = _arrays.common_device(caller, named)
     if _uses_device(device, backend):
         from logscan import _device  # noqa: PLC0415
-        return _device.backward(op, caller, named, axis, reverse, method, backend, stream=stream)
+        return _device.backward(op, caller, named, axis, reverse, method, backend, out_names, stream=stream)
     _check_no_stream(caller, stream)
     template = first if not isinstance(first, np.ndarray) else None
     numpy_in = {k: _arrays.to_numpy(v, caller, k) for k, v in named.items() if v is not None}
@@ -219,19 +276,33 @@ def _backward(op, grad, first, second, value, state, axis, reverse, method, back
     state_shape = shape[:axis] + shape[axis + 1:]
     state_np = numpy_in.get(state_name)
     state_buffer, _keep = _state(caller, state_name, state_np, state_shape, axis, dtype)
-    grad_a, grad_b = np.empty(shape, dtype), np.empty(shape, dtype)
-    grad_state = np.empty(state_shape, dtype) if state_np is not None else None
+    own_shapes = [numpy_in[names[0]].shape, numpy_in[names[1]].shape] + ([state_np.shape] if labels[2:] else [])
+    full_shapes = [shape, shape, state_shape]
+    outs = [None] * len(labels) if entries is None else [numpy_in[n] for n in out_names]
+    for k, x in enumerate(outs):
+        if x is not None:
+            _check_out(caller, x, own_shapes[k], dtype, name=f"out[{k}] ({labels[k]})")
+    if entries is not None:
+        _check_outs_apart(caller, labels, outs, np.may_share_memory)
+    inputs = [seq[grad_name], a, b, seq[value_name]] + ([] if state_np is None else [state_np])
+    kernel = [_gradient_buffer(outs[k], own_shapes[k], full_shapes[k], dtype, axis, inputs, time_axis=k < 2)
+              for k in range(len(labels))]
     buffers = {grad_name: _Canonical(seq[grad_name], axis), names[0]: _Canonical(a, axis),
                names[1]: _Canonical(b, axis), value_name: _Canonical(seq[value_name], axis),
-               "grad_" + names[0]: _Canonical(grad_a, axis), "grad_" + names[1]: _Canonical(grad_b, axis)}
+               "grad_" + names[0]: _Canonical(kernel[0], axis), "grad_" + names[1]: _Canonical(kernel[1], axis)}
     states = {state_name: state_buffer}
-    if grad_state is not None:
-        states["grad_" + state_name], _keep_grad = _state(caller, "grad_" + state_name, grad_state, state_shape,
+    if state_np is not None:
+        states["grad_" + state_name], _keep_grad = _state(caller, "grad_" + state_name, kernel[2], state_shape,
                                                            axis, dtype)
     _call(op + "_backward", caller, buffers, states, dtype, reverse, method, backend)
-    grads = (_sum_to(caller, grad_a, numpy_in[names[0]].shape), _sum_to(caller, grad_b, numpy_in[names[1]].shape),
-             None if grad_state is None else _sum_to(caller, grad_state, state_np.shape))
-    return tuple(_arrays.like(g, template) for g in grads)
+    grads = [_sum_to(caller, g, own) for g, own in zip(kernel, own_shapes, strict=True)]
+    if entries is None:
+        grads += [None] * (3 - len(grads))
+        return tuple(_arrays.like(g, template) for g in grads)
+    for target, result in zip(outs, grads, strict=True):
+        if result is not target:
+            np.copyto(target, result)
+    return tuple(entries) + (None,) * (3 - len(entries))
 
 
 # ------------------------------------------------------------------ public API
@@ -304,7 +375,7 @@ def scan(log_a, log_b, *, axis=-1, log_h0=None, reverse=False, method="auto", ba
 
 
 def scan_backward(grad_log_h, log_a, log_b, log_h, *, axis=-1, log_h0=None, reverse=False, method="auto",
-                  backend="auto", stream=None):
+                  backend="auto", out=None, stream=None):
     r"""Gradients of a loss through :func:`scan`.
 
     With :math:`g_t = \partial L / \partial \log h_t`, the stable form uses only
@@ -327,15 +398,27 @@ def scan_backward(grad_log_h, log_a, log_b, log_h, *, axis=-1, log_h0=None, reve
         Upstream gradient, shape of the scan's output.
     log_a, log_b, log_h0, axis, reverse, method, backend
         Exactly as given to :func:`scan`.
-    stream : optional
-        As in :func:`scan`.
     log_h : array
         The output of :func:`scan` for these inputs.
+    out : tuple of arrays, optional
+        Where to write the gradients: ``(grad_log_a, grad_log_b)``, plus
+        ``grad_log_h0`` when ``log_h0`` is given; each of the shape and
+        dtype it would be returned with, in the family of the inputs. A
+        trailing None is accepted without ``log_h0``, so the tuple one call
+        returns can be the next call's ``out``. Reusing buffers spares a
+        training loop two fresh arrays per call: on the CPU, writing fresh
+        memory first costs the kernel's zeroing of every page, which for
+        large arrays is a large part of the backward's time (see
+        :doc:`performance`). They must not overlap each other; one that
+        overlaps an input is written through a temporary.
+    stream : optional
+        As in :func:`scan`.
 
     Returns
     -------
     grad_log_a, grad_log_b : array
-        Of the shapes of ``log_a`` and ``log_b`` (summed over broadcast dimensions).
+        Of the shapes of ``log_a`` and ``log_b`` (summed over broadcast dimensions);
+        the arrays of ``out`` when given.
     grad_log_h0 : array or None
         None when ``log_h0`` is None.
 
@@ -350,7 +433,7 @@ def scan_backward(grad_log_h, log_a, log_b, log_h, *, axis=-1, log_h0=None, reve
     [0.3333, 0.6667]
     """
     return _backward("log_scan", grad_log_h, log_a, log_b, log_h, log_h0, axis, reverse, method, backend,
-                     stream=stream)
+                     out=out, stream=stream)
 
 
 def linear_scan(a, b, *, axis=-1, h0=None, reverse=False, method="auto", backend="auto", out=None,
@@ -381,16 +464,29 @@ def linear_scan(a, b, *, axis=-1, h0=None, reverse=False, method="auto", backend
 
 
 def linear_scan_backward(grad_h, a, b, h, *, axis=-1, h0=None, reverse=False, method="auto", backend="auto",
-                         stream=None):
+                         out=None, stream=None):
     r"""Gradients through :func:`linear_scan`.
 
     The reverse scan :math:`d_t = g_t + a_{t+1} d_{t+1}` gives
     :math:`\partial L/\partial b_t = d_t`, :math:`\partial L/\partial a_t = d_t h_{t-1}`
     and :math:`\partial L/\partial h_0 = a_0 d_0`.
 
+    Parameters
+    ----------
+    grad_h : array
+        Upstream gradient, shape of the scan's output.
+    a, b, h0, axis, reverse, method, backend, stream
+        As given to :func:`linear_scan`.
+    h : array
+        The output of :func:`linear_scan` for these inputs.
+    out : tuple of arrays, optional
+        ``(grad_a, grad_b)``, plus ``grad_h0`` when ``h0`` is given: as in
+        :func:`scan_backward`.
+
     Returns
     -------
     grad_a, grad_b : array
+        Of the shapes of ``a`` and ``b``; the arrays of ``out`` when given.
     grad_h0 : array or None
         None when ``h0`` is None.
 
@@ -404,7 +500,7 @@ def linear_scan_backward(grad_h, a, b, h, *, axis=-1, h0=None, reverse=False, me
     >>> ga.tolist(), gb.tolist()
     ([0.0, 1.0], [0.5, 1.0])
     """
-    return _backward("linear_scan", grad_h, a, b, h, h0, axis, reverse, method, backend, stream=stream)
+    return _backward("linear_scan", grad_h, a, b, h, h0, axis, reverse, method, backend, out=out, stream=stream)
 
 
 def logcumsumexp(x, *, axis=-1, reverse=False, method="auto", backend="auto", out=None, stream=None):

@@ -9,6 +9,11 @@ process:
   forward output, which the forward loop computes beforehand);
 - every method of every selected backend, forward (:func:`logscan.scan`)
   and backward (:func:`logscan.scan_backward`);
+
+  every row, the loops included, writes into output arrays allocated once
+  (``out=``), as a training loop that keeps its buffers does (a fresh 32 MiB
+  array costs the kernel's zeroing of its pages on first touch, a large part
+  of a backward call on the CPU);
 - ``np.copyto`` of three arrays of the same size (as many bytes as the
   backward moves): the memory bandwidth that a scan, which is memory-bound
   when done well, can hope to approach. A copy of a single array was
@@ -195,15 +200,15 @@ def numpy_loop_forward(log_a, log_b, out):
     return out
 
 
-def numpy_loop_backward(grad_log_h, log_a, log_b, log_h):
+def numpy_loop_backward(grad_log_h, log_a, log_b, log_h, out=None):
     """The baseline backward: a reverse loop with the stable weights in [0, 1].
 
     ``w_t = exp(log_a_t + log_h_{t-1} - log_h_t)``, ``u_t = g_t + w_{t+1} u_{t+1}``,
     ``grad_log_a_t = u_t w_t``, ``grad_log_b_t = u_t exp(log_b_t - log_h_t)``.
     The bench's inputs are finite, so the ``-inf`` guard of the library is not needed here.
-    Like :func:`logscan.scan_backward`, it allocates the two gradients it returns.
+    Like :func:`logscan.scan_backward`, it writes the two gradients into ``out`` when given.
     """
-    grad_log_a, grad_log_b = np.empty_like(log_a), np.empty_like(log_b)
+    grad_log_a, grad_log_b = out if out is not None else (np.empty_like(log_a), np.empty_like(log_b))
     carry = np.zeros(log_a[:, 0].shape, log_a.dtype)  # w_{t+1} u_{t+1}
     for t in range(log_a.shape[1] - 1, -1, -1):
         u = grad_log_h[:, t] + carry
@@ -220,11 +225,13 @@ def numpy_loop_backward(grad_log_h, log_a, log_b, log_h):
 def baseline_candidates(problem):
     """The NumPy loop rows, forward and backward; every other row is compared with them."""
     out = np.empty(problem.shape, problem.dtype)
+    grads = (np.empty(problem.shape, problem.dtype), np.empty(problem.shape, problem.dtype))
     p = problem
-    # Forward rows write into a given out= (the loop and logscan.scan alike); backward rows allocate
-    # their gradients (scan_backward has no out=, and neither has the loop).
+    # Every row writes into arrays given to it (out=), the loops and logscan alike, as a training loop
+    # that keeps its buffers does: fresh arrays would add the kernel's zeroing of their pages to each call.
     yield Candidate("forward", LOOP, "-", lambda: numpy_loop_forward(p.log_a, p.log_b, out))
-    yield Candidate("backward", LOOP, "-", lambda: numpy_loop_backward(p.grad_log_h, p.log_a, p.log_b, p.log_h))
+    yield Candidate("backward", LOOP, "-",
+                    lambda: numpy_loop_backward(p.grad_log_h, p.log_a, p.log_b, p.log_h, out=grads))
 
 
 def _prefix_steps(T):
@@ -236,6 +243,7 @@ def cpu_candidates(problem, backend, methods):
     p = problem
     short = p.prefix(_prefix_steps(p.shape[1]))
     out = np.empty(p.shape, p.dtype)
+    grads = (np.empty(p.shape, p.dtype), np.empty(p.shape, p.dtype))
     for method in methods:
         options = dict(axis=AXIS, method=method, backend=backend)
 
@@ -246,7 +254,7 @@ def cpu_candidates(problem, backend, methods):
             return logscan.scan(short["log_a"], short["log_b"], **options)
 
         def backward(options=options):
-            return logscan.scan_backward(p.grad_log_h, p.log_a, p.log_b, p.log_h, **options)[:2]
+            return logscan.scan_backward(p.grad_log_h, p.log_a, p.log_b, p.log_h, out=grads, **options)[:2]
 
         def backward_probe(options=options):
             return logscan.scan_backward(short["grad_log_h"], short["log_a"], short["log_b"], short["log_h"],
@@ -351,7 +359,7 @@ def measure_shape(shape, dtype, candidate_sources, *, repeats, skip_slow=False, 
         rows.append(row)
         if note:
             continue
-        # compared now: rows of one backend share their out= buffer, which the next row overwrites
+        # compared now: rows of one backend share their out= buffers, which the next row overwrites
         if candidate.backend == LOOP:
             references[candidate.op] = tuple(np.array(x) for x in output) if isinstance(output, tuple) \
                 else np.array(output)

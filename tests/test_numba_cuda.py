@@ -218,6 +218,42 @@ def test_backward_T0_gives_zero_state_gradient():
     assert ga.shape == (2, 0) and gh0.tolist() == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("op", ["scan", "linear_scan"])
+def test_backward_out_on_device_and_host(op):
+    """out= of the backward: device arrays written in place, NumPy outs with the GPU backend, summed broadcasts."""
+    forward, backward = getattr(logscan, op), getattr(logscan, op + "_backward")
+    state = "log_h0" if op == "scan" else "h0"
+    a, b, h0 = inputs((3, 13), np.float64, seed=21, linear=op == "linear_scan")
+    value = forward(a, b, **{state: h0})
+    g = np.random.default_rng(22).normal(size=value.shape)
+    want = backward(g, a, b, value, **{state: h0}, method="chunked", backend=BACKEND)
+    host = tuple(np.full(w.shape, np.nan) for w in want)
+    outs = tuple(FakeDeviceArray(x) for x in host)
+    got = backward(*(FakeDeviceArray(x) for x in (g, a, b, value)), **{state: FakeDeviceArray(h0)}, out=outs,
+                   method="chunked", backend=BACKEND)
+    assert all(x is o for x, o in zip(got, outs, strict=True))
+    for x, w in zip(host, want, strict=True):
+        np.testing.assert_array_equal(x, w)
+    numpy_out = tuple(np.empty_like(w) for w in want[:2])
+    got = backward(g, a, b, value, out=numpy_out, method="chunked", backend=BACKEND)
+    assert got[0] is numpy_out[0] and got[2] is None
+    want_no_state = backward(g, a, b, value, method="chunked", backend=BACKEND)
+    for x, w in zip(numpy_out, want_no_state[:2], strict=True):
+        np.testing.assert_array_equal(x, w)
+    # a broadcast first input: its gradient is summed into an out of its own shape
+    a1 = a[:1]
+    value = forward(a1, b)
+    want = backward(g, a1, b, value, method="chunked", backend=BACKEND)
+    host = (np.empty((1, 13)), np.empty((3, 13)))
+    backward(*(FakeDeviceArray(x) for x in (g, a1, b, value)), out=tuple(FakeDeviceArray(x) for x in host),
+             method="chunked", backend=BACKEND)
+    np.testing.assert_allclose(host[0], want[0], rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match=r"out\[0\] \(grad_(log_)?a\) and out\[1\] \(grad_(log_)?b\) overlap"):
+        backward(*(FakeDeviceArray(x) for x in (g, a, b, forward(a, b))), out=(outs[1], outs[1]), backend=BACKEND)
+    with pytest.raises(TypeError, match=r"cannot mix host and device arrays: out\[0\], out\[1\] on the CPU"):
+        backward(*(FakeDeviceArray(x) for x in (g, a, b, forward(a, b))), out=numpy_out, backend=BACKEND)
+
+
 # ------------------------------------------------------------- array families
 def test_device_arrays_in_and_out():
     a, b, h0 = inputs((2, 11), np.float32, seed=6)
