@@ -246,6 +246,24 @@ def test_jax_out_is_refused(fake_gpu_backend, no_cupy):
         logscan.scan(FakeJax(), FakeJax(), out=FakeJax(), backend=fake_gpu_backend)
 
 
+def test_jax_backward_out_is_refused(fake_gpu_backend, no_cupy):
+    with pytest.raises(TypeError, match=r"^logscan\.scan_backward: out\[0\] cannot be a JAX array \(JAX arrays "
+                                        r"are immutable\)"):
+        logscan.scan_backward(FakeJax(), FakeJax(), FakeJax(), FakeJax(), out=(FakeJax(), FakeJax()),
+                              backend=fake_gpu_backend)
+
+
+def test_torch_cpu_tensors_as_backward_out():
+    torch = pytest.importorskip("torch")
+    log_a, log_b, g = torch.randn(2, 9) - 1, torch.randn(2, 9), torch.randn(2, 9)
+    log_h = logscan.scan(log_a, log_b)
+    want = logscan.scan_backward(g, log_a, log_b, log_h)
+    out = (torch.empty(2, 9), torch.empty(2, 9))
+    got = logscan.scan_backward(g, log_a, log_b, log_h, out=out)
+    assert got[0] is out[0] and got[1] is out[1] and got[2] is None
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
 def test_cpu_dlpack_array_numpy_cannot_import():
     with pytest.raises(TypeError, match=r"^logscan\.scan: log_b is a CPU DLPack array that NumPy cannot import "
                                         r"zero-copy \(BufferError: this producer cannot export\); pass a "
