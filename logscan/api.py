@@ -406,9 +406,9 @@ def scan_backward(grad_log_h, log_a, log_b, log_h, *, axis=-1, log_h0=None, reve
         dtype it would be returned with, in the family of the inputs. A
         trailing None is accepted without ``log_h0``, so the tuple one call
         returns can be the next call's ``out``. Reusing buffers spares a
-        training loop two fresh arrays per call: on the CPU, writing fresh
-        memory first costs the kernel's zeroing of every page, which for
-        large arrays is a large part of the backward's time (see
+        training loop two fresh arrays per call: on the CPU, the first
+        write to fresh memory waits for the operating system to zero its
+        pages, a large part of the backward's time for large arrays (see
         :doc:`performance`). They must not overlap each other; one that
         overlaps an input is written through a temporary.
     stream : optional

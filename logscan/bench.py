@@ -8,12 +8,11 @@ process:
   reverse loop with the stable weights of the documentation, given the
   forward output, which the forward loop computes beforehand);
 - every method of every selected backend, forward (:func:`logscan.scan`)
-  and backward (:func:`logscan.scan_backward`);
-
-  every row, the loops included, writes into output arrays allocated once
-  (``out=``), as a training loop that keeps its buffers does (a fresh 32 MiB
-  array costs the kernel's zeroing of its pages on first touch, a large part
-  of a backward call on the CPU);
+  and backward (:func:`logscan.scan_backward`), each writing into output
+  arrays allocated once (``out=``, the loops' too), as a training loop that
+  keeps its buffers does (a fresh 32 MiB array costs the zeroing of its
+  pages by the operating system on first touch, a large part of a backward
+  call on the CPU);
 - ``np.copyto`` of three arrays of the same size (as many bytes as the
   backward moves): the memory bandwidth that a scan, which is memory-bound
   when done well, can hope to approach. A copy of a single array was
@@ -228,7 +227,7 @@ def baseline_candidates(problem):
     grads = (np.empty(problem.shape, problem.dtype), np.empty(problem.shape, problem.dtype))
     p = problem
     # Every row writes into arrays given to it (out=), the loops and logscan alike, as a training loop
-    # that keeps its buffers does: fresh arrays would add the kernel's zeroing of their pages to each call.
+    # that keeps its buffers does: fresh arrays would add the zeroing of their pages by the OS to each call.
     yield Candidate("forward", LOOP, "-", lambda: numpy_loop_forward(p.log_a, p.log_b, out))
     yield Candidate("backward", LOOP, "-",
                     lambda: numpy_loop_backward(p.grad_log_h, p.log_a, p.log_b, p.log_h, out=grads))
