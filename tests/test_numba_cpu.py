@@ -127,19 +127,26 @@ def test_kernel_loops_are_vectorized():
 
 
 def test_backward_row_loops_are_vectorized():
-    """Both fused reverse-pass loops (log and linear space) must compile to SIMD loop bodies."""
+    """The reverse passes' lane loops (log and linear, gradients and totals, both directions) compile to SIMD."""
     from logscan.backends.numba_cpu import _steps
 
     n, steps = 16, 2
     rows = [np.zeros(n * steps, np.float32) for _ in range(5)]
     h = np.zeros(n * (steps + 1), np.float32)
     g, a, b, grad_a, grad_b = rows
-    _steps.backward_steps(_steps.LOG, g, 0, n, a, 0, n, b, 0, n, h, n, n, h, 0, n, grad_a, 0, n, grad_b, 0, n,
-                          np.zeros(n, np.float32), n, steps, np.float32(0), np.float32(-np.inf), 0)
-    ir = next(iter(_steps.backward_steps.inspect_llvm().values()))
-    # one vectorized body per space's loop (LLVM may add an epilogue body to each)
-    assert len(re.findall(r"^vector\.body[0-9]*:", ir, re.MULTILINE)) >= 2
-    assert "<16 x float>" in ir or "<8 x float>" in ir
+    zero, neg_inf = np.float32(0), np.float32(-np.inf)
+    for space in (_steps.LOG, _steps.LINEAR):
+        for descending in (False, True):
+            _steps.backward_steps(space, g, 0, n, a, 0, n, b, 0, n, h, n, n, h, 0, n, grad_a, 0, n, grad_b, 0, n,
+                                  np.zeros(n, np.float32), n, steps, zero, neg_inf, descending, 0)
+            _steps.backward_total(space, g, 0, n, a, 0, n, h, n, n, h, 0, n, np.ones(n, np.float32),
+                                  np.zeros(n, np.float32), n, steps, zero, neg_inf, descending, 0)
+    for row in (_steps._log_backward_row, _steps._linear_backward_row, _steps._log_total_row,
+                _steps._linear_total_row):
+        ir = next(iter(row.inspect_llvm().values()))
+        # one vectorized body per direction (LLVM may add an epilogue body to each)
+        assert len(re.findall(r"^vector\.body[0-9]*:", ir, re.MULTILINE)) >= 2, row
+        assert "<16 x float>" in ir or "<8 x float>" in ir, row
 
 
 # ----------------------------------------------------------------------------- every method x op
@@ -455,14 +462,16 @@ def test_a_second_process_loads_the_kernels_from_the_disk_cache():
     """
     code = ("import numpy as np, logscan; from logscan.backends.numba_cpu import _chunked; "
             "small, large = np.zeros((1, 64, 3), np.float32), np.zeros((4, 8192, 64), np.float32); "
-            "[logscan.scan(x, x, axis=1, backend='numba', method='chunked') for x in (small, large)]; "
-            "s = [_chunked.forward.serial.stats, _chunked.forward.parallel.stats]; "
+            "o = dict(axis=1, backend='numba', method='chunked'); "
+            "[logscan.scan_backward(x, x, x, logscan.scan(x, x, **o), **o) for x in (small, large)]; "
+            "s = [k.stats for k in (_chunked.forward.serial, _chunked.forward.parallel, "
+            "_chunked.backward.serial, _chunked.backward.parallel)]; "
             "print(*(len(v.cache_hits) for v in s), *(len(v.cache_misses) for v in s))")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
             for _ in range(2)]
-    serial_hits, parallel_hits, *misses = (int(v) for v in runs[1].stdout.split())
-    assert (serial_hits, parallel_hits, misses) == (1, 1, [0, 0]), runs[1].stdout
+    counts = [int(v) for v in runs[1].stdout.split()]
+    assert counts == [1, 1, 1, 1, 0, 0, 0, 0], runs[1].stdout  # hits, then misses, of the four kernels
 
 
 def test_cache_guard_drops_kernels_compiled_from_other_sources(tmp_path):

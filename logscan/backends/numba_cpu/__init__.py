@@ -98,11 +98,14 @@ same.
 ``x loop``: speed-up over the NumPy loop over T (backward: over its
 forward plus reverse loops); ``% copy``: bytes moved per second (3 arrays
 forward, 6 backward) relative to ``np.copyto`` on one array (now three). The backward
-allocates its two outputs, as the NumPy loop does: at (8, 2048, 512) the
-first touch of those fresh pages is about 4 ms of it. It reads its rows from
-high addresses to low, each row in one fused loop over the lanes, with
-software prefetch for rows up to 1 KiB (``_prefetch``; before both, the
-reverse pass waited on memory: 12.7 ms and 10.8 ms on the two shapes).
+allocated its two outputs then, as the NumPy loop did: at (8, 2048, 512) the
+first touch of those fresh pages is about 4 ms of it (``out=`` now spares
+them). It reads its rows from high addresses to low, each row in one fused
+loop over the lanes; where the rows of a lane group lie end to end, the
+lanes are walked downwards too, so that every stream is one falling sweep
+that the hardware prefetchers follow (``_chunked._rows_adjacent``);
+otherwise rows up to 1 KiB are read ahead with software prefetch
+(``_prefetch``).
 (1, 65536, 64) is one lane group: its forward runs on two cores (the split
 forward), and its backward too (two chunks of time).
 

@@ -274,6 +274,25 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
 
 
 @njit(**_OPTS)
+def _rows_adjacent(n, *time_strides):
+    """True when each row of ``n`` lanes starts where the next one ends, in every stream.
+
+    The reverse pass then walks each stream as one block from its end to its
+    start, and walking the lanes of each row downwards too makes that a single
+    falling sweep, which the hardware prefetchers follow: on the 2-core
+    AVX-512 VM, (8, 2048, 512) float32 backward 8.1-9.4 against 9.8-11.5 ms
+    (best of 30 interleaved calls, three runs), (1, 65536, 64) 8.6-8.8 against
+    11.3-12.6. Where rows are apart (a group of 1024 lanes of a 4096-wide
+    row), the lanes stay in rising order (falling, (1, 2048, 4096) took 16
+    against 10.6 ms) and short rows keep their software prefetch.
+    """
+    for stride in time_strides:
+        if stride != n:
+            return False
+    return True
+
+
+@njit(**_OPTS)
 def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lane_offs, h_first, carry, n,
                   tile_steps, tiles, total_only, product, zero, neg_inf):
     """Reverse pass over ``[t0, t1)`` for one lane group (rows t1-1 down to t0).
@@ -288,27 +307,28 @@ def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lan
     sga, sgb = geo[_GA, TIME], geo[_GB, TIME]
     if direct:
         # rows with a previous row in memory, then step 0 with the initial state
-        ahead = prefetch_distance(n, g.itemsize)  # (gathered tiles below are in L1 already)
+        descending = _rows_adjacent(n, sg, sa, sb, sh, sga, sgb)
+        ahead = 0 if descending else prefetch_distance(n, g.itemsize)  # (gathered tiles below are in L1)
         lo = max(t0, 1)
         if t1 > lo:
             if total_only:
                 backward_total(space, g, off_g[0] + lo * sg, sg, a, off_a[0] + lo * sa, sa,
                                h, off_h[0] + lo * sh, sh, h, off_h[0] + (lo - 1) * sh, sh,
-                               product, carry, n, t1 - lo, zero, neg_inf, ahead)
+                               product, carry, n, t1 - lo, zero, neg_inf, descending, ahead)
             else:
                 backward_steps(space, g, off_g[0] + lo * sg, sg, a, off_a[0] + lo * sa, sa,
                                b, off_b[0] + lo * sb, sb, h, off_h[0] + lo * sh, sh,
                                h, off_h[0] + (lo - 1) * sh, sh, grad_a, off_ga[0] + lo * sga, sga,
                                grad_b, off_gb[0] + lo * sgb, sgb, carry, n, t1 - lo, zero, neg_inf,
-                               ahead)
+                               descending, ahead)
         if t0 == 0:
             if total_only:
                 backward_total(space, g, off_g[0], sg, a, off_a[0], sa, h, off_h[0], sh, h_first, 0, 0,
-                               product, carry, n, 1, zero, neg_inf, 0)
+                               product, carry, n, 1, zero, neg_inf, descending, 0)
             else:
                 backward_steps(space, g, off_g[0], sg, a, off_a[0], sa, b, off_b[0], sb, h, off_h[0], sh,
                                h_first, 0, 0, grad_a, off_ga[0], sga, grad_b, off_gb[0], sgb,
-                               carry, n, 1, zero, neg_inf, 0)
+                               carry, n, 1, zero, neg_inf, descending, 0)
         return
     tile_g, tile_a, tile_b, tile_h, tile_hp, tile_ga, tile_gb = (tiles[0], tiles[1], tiles[2], tiles[3],
                                                                  tiles[4], tiles[5], tiles[6])
@@ -331,10 +351,10 @@ def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lan
             gather(h, off_h, sh, 0, tile_hp[W:], W, n, m - 1)
         if total_only:
             backward_total(space, tile_g, 0, W, tile_a, 0, W, tile_h, 0, W, tile_hp, 0, W,
-                           product, carry, n, m, zero, neg_inf, 0)
+                           product, carry, n, m, zero, neg_inf, False, 0)
         else:
             backward_steps(space, tile_g, 0, W, tile_a, 0, W, tile_b, 0, W, tile_h, 0, W, tile_hp, 0, W,
-                           tile_ga, 0, W, tile_gb, 0, W, carry, n, m, zero, neg_inf, 0)
+                           tile_ga, 0, W, tile_gb, 0, W, carry, n, m, zero, neg_inf, False, 0)
             scatter(tile_ga, grad_a, off_ga, sga, tt, W, n, m)
             scatter(tile_gb, grad_b, off_gb, sgb, tt, W, n, m)
 
