@@ -116,14 +116,21 @@ def test_logaddexp_dense_pairs_float32():
 
 
 def test_kernel_loops_are_vectorized():
-    """The hot loop must compile to SIMD: 8- or 16-wide float vectors in the LLVM IR."""
+    """The forward passes' lane loops (every space, compensated or not, both directions) compile to SIMD."""
     from logscan.backends.numba_cpu import _steps
 
     a = np.zeros(64, np.float32)
     h = np.zeros(16, np.float32)
-    _steps.forward_steps(0, True, a, 0, 16, a, 0, 16, a, 0, 16, h, h.copy(), 16, 2)
-    ir = next(iter(_steps.forward_steps.inspect_llvm().values()))
-    assert "<16 x float>" in ir or "<8 x float>" in ir
+    for space, compensate in ((_steps.LOG, True), (_steps.LOG, False), (_steps.LINEAR, False)):
+        for descending in (False, True):
+            _steps.forward_steps(space, compensate, a, 0, 16, a, 0, 16, a, 0, 16, h, h.copy(), 16, 2, descending)
+            _steps.forward_total(space, compensate, a, 0, 16, a, 0, 16, h.copy(), h.copy(), h.copy(), 16, 2,
+                                 descending)
+    for row in (_steps._log_compensated_row, _steps._log_row, _steps._linear_row, _steps._copy_row,
+                _steps._log_compensated_total_row, _steps._log_total_step_row, _steps._linear_total_step_row):
+        ir = next(iter(row.inspect_llvm().values()))
+        assert len(re.findall(r"^vector\.body[0-9]*:", ir, re.MULTILINE)) >= 2, row  # one per direction
+        assert "<16 x float>" in ir or "<8 x float>" in ir, row
 
 
 def test_backward_row_loops_are_vectorized():

@@ -103,7 +103,7 @@ first touch of those fresh pages is about 4 ms of it (``out=`` now spares
 them). It reads its rows from high addresses to low, each row in one fused
 loop over the lanes; where the rows of a lane group lie end to end, the
 lanes are walked downwards too, so that every stream is one falling sweep
-that the hardware prefetchers follow (``_chunked._rows_adjacent``);
+that the hardware prefetchers follow (``_chunked._falling_sweep``);
 otherwise rows up to 1 KiB are read ahead with software prefetch
 (``_prefetch``).
 (1, 65536, 64) is one lane group: its forward runs on two cores (the split

@@ -95,6 +95,29 @@ def _group(geo, n_streams, group, outer, inner, W, rows_mode):
     return n, lane_o, lane_i, offsets
 
 
+@njit(**_OPTS)
+def _falling_sweep(step, n, *time_strides):
+    """True when, in every stream, each row of ``n`` lanes ends where the row walked before it begins.
+
+    ``step`` is +1 for a pass walking its rows forwards in time, -1 for the
+    reverse passes. Each stream is then one block walked from its end to its
+    start, and walking the lanes of each row downwards too (``descending``
+    in ``_steps``) makes that a single falling sweep, which the hardware
+    prefetchers follow; lanes in rising order broke it into short rising runs
+    moving down. On the 2-core AVX-512 VM, float32, best of 20 interleaved
+    calls into given outputs, backward (rows walked downwards): (4, 4096,
+    256) 3.4-5.7 against 7.9-10.3 ms, (1, 65536, 64) 7.2-10.3 against
+    8.2-16.2, (8, 2048, 512) 7.6-12.3 against 10.5-11.7. Where rows are apart
+    (a group of 1024 lanes of a 4096-wide row) the lanes stay in rising order
+    (falling, (1, 2048, 4096) took 16 against 10.6 ms) and the backward keeps
+    its software prefetch of short rows.
+    """
+    for stride in time_strides:
+        if stride * step != -n:
+            return False
+    return True
+
+
 @parallel_kernel(cache=True, **_OPTS)
 def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, rows_mode, direct, n_chunks,
             workspace, identity_a, identity_b):
@@ -121,7 +144,7 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
             sa, sb = geo[_A, TIME], geo[_B, TIME]
             if direct:
                 forward_total(space, compensate, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
-                              total_a, total_b, total_b_low, n, t1 - t0)
+                              total_a, total_b, total_b_low, n, t1 - t0, _falling_sweep(1, n, sa, sb))
             else:
                 tile_a = np.empty(W * tile_steps, dtype)
                 tile_b = np.empty(W * tile_steps, dtype)
@@ -129,7 +152,8 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
                     m = min(tile_steps, t1 - tt)
                     gather(a, off_a, sa, tt, tile_a, W, n, m)
                     gather(b, off_b, sb, tt, tile_b, W, n, m)
-                    forward_total(space, compensate, tile_a, 0, W, tile_b, 0, W, total_a, total_b, total_b_low, n, m)
+                    forward_total(space, compensate, tile_a, 0, W, tile_b, 0, W, total_a, total_b, total_b_low, n, m,
+                                  False)
             for lane in range(n):
                 c = lane_o[lane] * inner + lane_i[lane]
                 workspace[0, chunk, c] = total_a[lane]
@@ -167,7 +191,7 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
         sa, sb, so = geo[_A, TIME], geo[_B, TIME], geo[_OUT, TIME]
         if direct:
             forward_steps(space, compensate, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
-                          out, off_out[0] + t0 * so, so, h, h_low, n, t1 - t0)
+                          out, off_out[0] + t0 * so, so, h, h_low, n, t1 - t0, _falling_sweep(1, n, sa, sb, so))
         else:
             tile_a = np.empty(W * tile_steps, dtype)
             tile_b = np.empty(W * tile_steps, dtype)
@@ -176,7 +200,7 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
                 m = min(tile_steps, t1 - tt)
                 gather(a, off_a, sa, tt, tile_a, W, n, m)
                 gather(b, off_b, sb, tt, tile_b, W, n, m)
-                forward_steps(space, compensate, tile_a, 0, W, tile_b, 0, W, tile_out, 0, W, h, h_low, n, m)
+                forward_steps(space, compensate, tile_a, 0, W, tile_b, 0, W, tile_out, 0, W, h, h_low, n, m, False)
                 scatter(tile_out, out, off_out, so, tt, W, n, m)
 
 
@@ -236,7 +260,7 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
             for r0 in range(p0, p1, rows_per_block):
                 r1 = min(p1, r0 + rows_per_block)
                 forward_steps(LOG, True, a, off_a[0] + r0 * sa, sa, b, off_b[0] + r0 * sb, sb,
-                              out, off_out[0] + r0 * so, so, h, h_low, n, r1 - r0)
+                              out, off_out[0] + r0 * so, so, h, h_low, n, r1 - r0, _falling_sweep(1, n, sa, sb, so))
                 if chunk > 0:  # the rows just read are still in cache
                     sum_log_decay(a, off_a[0] + r0 * sa, sa, total, total_low, wide, part, n, r1 - r0, zero,
                                   neg_inf)
@@ -274,25 +298,6 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
 
 
 @njit(**_OPTS)
-def _rows_adjacent(n, *time_strides):
-    """True when each row of ``n`` lanes starts where the next one ends, in every stream.
-
-    The reverse pass then walks each stream as one block from its end to its
-    start, and walking the lanes of each row downwards too makes that a single
-    falling sweep, which the hardware prefetchers follow: on the 2-core
-    AVX-512 VM, (8, 2048, 512) float32 backward 8.1-9.4 against 9.8-11.5 ms
-    (best of 30 interleaved calls, three runs), (1, 65536, 64) 8.6-8.8 against
-    11.3-12.6. Where rows are apart (a group of 1024 lanes of a 4096-wide
-    row), the lanes stay in rising order (falling, (1, 2048, 4096) took 16
-    against 10.6 ms) and short rows keep their software prefetch.
-    """
-    for stride in time_strides:
-        if stride != n:
-            return False
-    return True
-
-
-@njit(**_OPTS)
 def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lane_offs, h_first, carry, n,
                   tile_steps, tiles, total_only, product, zero, neg_inf):
     """Reverse pass over ``[t0, t1)`` for one lane group (rows t1-1 down to t0).
@@ -307,7 +312,7 @@ def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lan
     sga, sgb = geo[_GA, TIME], geo[_GB, TIME]
     if direct:
         # rows with a previous row in memory, then step 0 with the initial state
-        descending = _rows_adjacent(n, sg, sa, sb, sh, sga, sgb)
+        descending = _falling_sweep(-1, n, sg, sa, sb, sh, sga, sgb)
         ahead = 0 if descending else prefetch_distance(n, g.itemsize)  # (gathered tiles below are in L1)
         lo = max(t0, 1)
         if t1 > lo:

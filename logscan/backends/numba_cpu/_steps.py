@@ -12,12 +12,15 @@ The loop over lanes is the innermost loop and holds only vectorizable
 arithmetic (see ``_vmath``), so LLVM turns it into AVX-512/AVX2 code; the
 loop over time carries the recurrence.
 
-The reverse passes walk rows from the last to the first. With
-``descending`` they walk the lanes of each row from the last to the first
-too, which makes rows lying end to end one falling sweep through memory
-that the hardware prefetchers follow (see ``_chunked._rows_adjacent``);
-otherwise they read short rows ``ahead`` rows in advance with software
-prefetch (``_prefetch``; 0 for long rows and for tiles already in L1).
+The reverse passes walk rows from the last to the first, and the forward
+passes of a reversed scan walk them from high addresses to low. With
+``descending`` a pass walks the lanes of each row from the last to the
+first too, which makes rows lying end to end one falling sweep through
+memory that the hardware prefetchers follow (see
+``_chunked._falling_sweep``; the lane loops come from :func:`lane_loop`).
+Otherwise the reverse passes read short rows ``ahead`` rows in advance with
+software prefetch (``_prefetch``; 0 for long rows and for tiles already in
+L1).
 
 Results are first written to the state array and then copied to the output
 row, so that an output that is the very same memory as ``log_b`` (in-place
@@ -83,59 +86,100 @@ def _decayed_state(log_a, h, h_low):
     return x, h_low + err
 
 
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _log_compensated_lane(i, ra, rb, h, h_low):
+    x, low = _decayed_state(ra[i], h[i], h_low[i])
+    h[i], h_low[i] = vlogaddexp_compensated(x, rb[i], low)
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _log_lane(i, ra, rb, h):
+    h[i] = vlogaddexp(ra[i] + h[i], rb[i])
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _linear_lane(i, ra, rb, h):
+    h[i] = ra[i] * h[i] + rb[i]
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _copy_lane(i, dst, src):
+    dst[i] = src[i]
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _log_compensated_total_lane(i, ra, rb, total_a, total_b, total_b_low):
+    x, low = _decayed_state(ra[i], total_b[i], total_b_low[i])
+    total_b[i], total_b_low[i] = vlogaddexp_compensated(x, rb[i], low)
+    total_a[i] += ra[i]
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _log_total_step_lane(i, ra, rb, total_a, total_b):
+    total_b[i] = vlogaddexp(ra[i] + total_b[i], rb[i])
+    total_a[i] += ra[i]
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _linear_total_step_lane(i, ra, rb, total_a, total_b):
+    total_b[i] = ra[i] * total_b[i] + rb[i]
+    total_a[i] *= ra[i]
+
+
+_log_compensated_row = lane_loop(_log_compensated_lane)
+_log_row = lane_loop(_log_lane)
+_linear_row = lane_loop(_linear_lane)
+_copy_row = lane_loop(_copy_lane)
+_log_compensated_total_row = lane_loop(_log_compensated_total_lane)
+_log_total_step_row = lane_loop(_log_total_step_lane)
+_linear_total_step_row = lane_loop(_linear_total_step_lane)
+
+
 @njit(**_OPTS)
-def forward_steps(space, compensate, a, a_off, a_ts, b, b_off, b_ts, out, out_off, out_ts, h, h_low, n, steps):
+def forward_steps(space, compensate, a, a_off, a_ts, b, b_off, b_ts, out, out_off, out_ts, h, h_low, n, steps,
+                  descending):
     """h <- step(h) for ``steps`` rows, each new state copied to the output row.
 
     With ``compensate`` (log space), ``h_low`` carries the rounding error of
     the state (see ``_vmath.logaddexp_compensated32``); it enters as 0 at the
     start of a run. Without it, every step is the plain rounded logaddexp, so
     a run split in two and continued from its last state gives the same bits.
+    ``descending`` walks the lanes from the last to the first (rows that lie
+    end to end at falling addresses: a reversed scan; see the module
+    docstring).
     """
     for j in range(steps):
         ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
         rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
         if space == LOG:
             if compensate:
-                for i in range(n):
-                    x, low = _decayed_state(ra[i], h[i], h_low[i])
-                    h[i], h_low[i] = vlogaddexp_compensated(x, rb[i], low)
+                _log_compensated_row(n, descending, ra, rb, h, h_low)
             else:
-                for i in range(n):
-                    h[i] = vlogaddexp(ra[i] + h[i], rb[i])
+                _log_row(n, descending, ra, rb, h)
         else:
-            for i in range(n):
-                h[i] = ra[i] * h[i] + rb[i]
-        ro = out[out_off + j * out_ts: out_off + j * out_ts + n]
-        for i in range(n):
-            ro[i] = h[i]
+            _linear_row(n, descending, ra, rb, h)
+        _copy_row(n, descending, out[out_off + j * out_ts: out_off + j * out_ts + n], h)
 
 
 @njit(**_OPTS)
-def forward_total(space, compensate, a, a_off, a_ts, b, b_off, b_ts, total_a, total_b, total_b_low, n, steps):
+def forward_total(space, compensate, a, a_off, a_ts, b, b_off, b_ts, total_a, total_b, total_b_low, n, steps,
+                  descending):
     """Compose ``steps`` rows into one step: (total_a, total_b) <- (total_a, total_b) then row j.
 
     Starting from the identity, the result maps a state entering the run to
     the state leaving it: log space ``h -> logaddexp(total_a + h, total_b)``,
-    linear ``h -> total_a h + total_b``.
+    linear ``h -> total_a h + total_b``. ``descending`` as in :func:`forward_steps`.
     """
     for j in range(steps):
         ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
         rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
         if space == LOG:
             if compensate:
-                for i in range(n):
-                    x, low = _decayed_state(ra[i], total_b[i], total_b_low[i])
-                    total_b[i], total_b_low[i] = vlogaddexp_compensated(x, rb[i], low)
-                    total_a[i] += ra[i]
+                _log_compensated_total_row(n, descending, ra, rb, total_a, total_b, total_b_low)
             else:
-                for i in range(n):
-                    total_b[i] = vlogaddexp(ra[i] + total_b[i], rb[i])
-                    total_a[i] += ra[i]
+                _log_total_step_row(n, descending, ra, rb, total_a, total_b)
         else:
-            for i in range(n):
-                total_b[i] = ra[i] * total_b[i] + rb[i]
-                total_a[i] *= ra[i]
+            _linear_total_step_row(n, descending, ra, rb, total_a, total_b)
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
