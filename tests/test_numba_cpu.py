@@ -462,6 +462,23 @@ def test_carry_fold_stops_once_the_carry_has_faded(dtype):
             assert (np.abs(got[folded:] - exact) / (1 + np.abs(exact))).max() < tolerance(dtype, steps)
 
 
+def test_inputs_broadcast_along_inner_are_given_contiguous_lanes():
+    """A stride-0 inner axis is written out once per distinct value, so the kernels read lanes in place."""
+    from logscan.backends import numba_cpu
+
+    inner = 32
+    one = np.broadcast_to(np.float32(-0.5), (4, 7, inner))  # logcumsumexp's zero decay, say
+    got = numba_cpu._lanes_in_place(one)
+    assert got.strides == (0, 0, 4) and np.shares_memory(got[0, 0], got[3, 6]) and (got == one).all()
+    per_step = np.broadcast_to(np.arange(28, dtype=np.float64).reshape(4, 7, 1), (4, 7, inner))
+    got = numba_cpu._lanes_in_place(per_step)
+    assert got.strides[2] == 8 and got.strides[0] != 0 and (got == per_step).all()
+    full = np.zeros((4, 7, inner), np.float32)
+    assert numba_cpu._lanes_in_place(full) is full
+    narrow = np.broadcast_to(np.float32(1), (4, 7, 3))  # too few lanes for rows: gathered tiles anyway
+    assert numba_cpu._lanes_in_place(narrow) is narrow
+
+
 def test_a_second_process_loads_the_kernels_from_the_disk_cache():
     """The kernels are cached on disk (cache=True): a second process compiles nothing for the same calls.
 
