@@ -592,23 +592,25 @@ def _backend_stream(module, handle):
         yield
 
 
+def _check_out(caller, call, label, out_obj, out_op, shape, dtype):
+    """Errors for an output argument ``label`` of the wrong kind, shape or dtype, or read-only."""
+    if call.family.to_host and not isinstance(out_obj, np.ndarray):
+        raise TypeError(f"{caller}: {label} must be a numpy.ndarray, got {type(out_obj).__name__}")
+    if out_op.shape != tuple(shape):
+        raise ValueError(f"{caller}: {label} must have shape {tuple(shape)}, got {out_op.shape}")
+    if out_op.dtype != dtype:
+        raise TypeError(f"{caller}: {label} must have dtype {dtype}, got {out_op.dtype}")
+    if (not out_obj.flags.writeable) if call.family.to_host else out_op.readonly:
+        raise ValueError(f"{caller}: {label} is read-only")
+
+
 def _output(caller, call, out_obj, out_op, shape, dtype, axis, inputs):
     """(object, operand) the core writes: ``out`` itself when canonical and safe, else a new array."""
     if out_obj is None:
         return call.family.empty(shape, dtype)
+    _check_out(caller, call, "out", out_obj, out_op, shape, dtype)
     if call.family.to_host:
-        if not isinstance(out_obj, np.ndarray):
-            raise TypeError(f"{caller}: out must be a numpy.ndarray, got {type(out_obj).__name__}")
-    if out_op.shape != tuple(shape):
-        raise ValueError(f"{caller}: out must have shape {tuple(shape)}, got {out_op.shape}")
-    if out_op.dtype != dtype:
-        raise TypeError(f"{caller}: out must have dtype {dtype}, got {out_op.dtype}")
-    if call.family.to_host:
-        if not out_obj.flags.writeable:
-            raise ValueError(f"{caller}: out is read-only")
         return call.family.empty(shape, dtype)
-    if out_op.readonly:
-        raise ValueError(f"{caller}: out is read-only")
     canonical = _layout.canonical(out_op.shape, out_op.strides, axis) is not None
     overlaps = any(_overlaps(out_op, x) and not _same_view(out_op, x) for x in inputs)
     if canonical and not overlaps:
@@ -643,15 +645,7 @@ def _gradient_target(caller, call, label, out_obj, out_op, own_shape, full_shape
     over, a layout the core takes without a copy, and no overlap with an input.
     """
     if out_obj is not None:
-        if call.family.to_host and not isinstance(out_obj, np.ndarray):
-            raise TypeError(f"{caller}: {label} must be a numpy.ndarray, got {type(out_obj).__name__}")
-        if out_op.shape != tuple(own_shape):
-            raise ValueError(f"{caller}: {label} must have shape {tuple(own_shape)}, got {out_op.shape}")
-        if out_op.dtype != dtype:
-            raise TypeError(f"{caller}: {label} must have dtype {dtype}, got {out_op.dtype}")
-        readonly = not out_obj.flags.writeable if call.family.to_host else out_op.readonly
-        if readonly:
-            raise ValueError(f"{caller}: {label} is read-only")
+        _check_out(caller, call, label, out_obj, out_op, own_shape, dtype)
     if out_obj is None or call.family.to_host or tuple(own_shape) != tuple(full_shape):
         return call.family.empty(full_shape, dtype)
     shape = out_op.shape if time_axis else out_op.shape[:axis] + (1,) + out_op.shape[axis:]

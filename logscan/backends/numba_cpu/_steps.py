@@ -107,22 +107,22 @@ def _copy_lane(i, dst, src):
     dst[i] = src[i]
 
 
+# A run's total is a scan whose state is total_b, plus the decays composed in total_a.
 @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _log_compensated_total_lane(i, ra, rb, total_a, total_b, total_b_low):
-    x, low = _decayed_state(ra[i], total_b[i], total_b_low[i])
-    total_b[i], total_b_low[i] = vlogaddexp_compensated(x, rb[i], low)
+    _log_compensated_lane(i, ra, rb, total_b, total_b_low)
     total_a[i] += ra[i]
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _log_total_step_lane(i, ra, rb, total_a, total_b):
-    total_b[i] = vlogaddexp(ra[i] + total_b[i], rb[i])
+    _log_lane(i, ra, rb, total_b)
     total_a[i] += ra[i]
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _linear_total_step_lane(i, ra, rb, total_a, total_b):
-    total_b[i] = ra[i] * total_b[i] + rb[i]
+    _linear_lane(i, ra, rb, total_b)
     total_a[i] *= ra[i]
 
 
