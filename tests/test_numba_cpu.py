@@ -311,6 +311,27 @@ def test_chunked_uses_several_chunks_and_equals_sequential(monkeypatch):
             np.testing.assert_allclose(g_c, g_s, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("case", ["state-near-zero", "fast-decay"])
+def test_float32_compensation_where_fast2sum_is_inexact(case):
+    """The compensated state takes its rounding errors by Fast2Sum, exact only when the state outweighs the term
+    added to it. Here it often does not (states hovering near 0, decays of -0.7), and over T = 65 536 the float32
+    result must still stay at ulps of the float64 reference (both directions, both lane layouts)."""
+    rng = np.random.default_rng(21)
+    shape = (1, 65536, 20)
+    if case == "state-near-zero":   # steady state log(b / (1 - a)) ~ 0 with a slow decay
+        log_a = np.full(shape, np.log(0.9999))
+        log_b = np.log(1e-4) + 0.01 * rng.normal(size=shape)
+    else:                           # |log h| mostly below |log a| = 0.7
+        log_a = np.full(shape, -0.7)
+        log_b = rng.normal(size=shape) - 0.7
+    for reverse in (False, True):
+        for axis, (x, y) in ((1, (log_a, log_b)), (-1, (log_a[0].T, log_b[0].T))):
+            want = reference.scan(x, y, axis=axis, reverse=reverse)
+            got = logscan.scan(x.astype(np.float32), y.astype(np.float32), axis=axis, reverse=reverse,
+                               method="chunked", backend="numba")
+            assert (np.abs(got - want) / (1 + np.abs(want))).max() < 4e-7
+
+
 @pytest.mark.parametrize("method", ("chunked",))
 def test_float32_logcumsumexp_at_65536_within_1e_5(method):
     """log_a = 0 (no decay) is the worst case for accumulated rounding; compensation keeps it at ulps.

@@ -73,16 +73,20 @@ def lane_loop(body):
 def _decayed_state(log_a, h, h_low):
     """``(x, low)`` with ``x + low = log_a + h + h_low``: the decayed state and its compensation.
 
-    The rounding of ``log_a + h`` (TwoSum) goes into ``low`` with the state's
-    own: with a slow constant decay that rounding has the same sign every
-    step, and dropped it made float32 drift by 1.3e-4 at T = 65 536 (log a =
-    -1e-4). Where ``x`` is not finite ``low`` is nan, which
-    ``vlogaddexp_compensated`` never lets into a result (no select here: one
-    vector operation less per step).
+    The rounding of ``log_a + h`` goes into ``low`` with the state's own:
+    with a slow constant decay that rounding has the same sign every step,
+    and dropped it made float32 drift by 1.3e-4 at T = 65 536 (log a =
+    -1e-4). It is taken by Fast2Sum (``log_a - (x - h)``, 2 operations
+    instead of TwoSum's 5), exact when ``|h| >= |log_a|``: wherever the
+    rounding could pile up the decay is slow, so ``|log_a|`` is small. Where
+    ``|h| < |log_a|`` the term is off by at most about ``ulp(log_a)``, and
+    that error fades with the state within about ``1/|log_a|`` steps, so it
+    never grows past a few ulp. Where ``x`` is not finite ``low`` is nan,
+    which ``vlogaddexp_compensated`` never lets into a result (no select
+    here: one vector operation less per step).
     """
-    x = log_a + h
-    b_virtual = x - log_a
-    err = (log_a - (x - b_virtual)) + (h - b_virtual)
+    x = h + log_a
+    err = log_a - (x - h)
     return x, h_low + err
 
 
