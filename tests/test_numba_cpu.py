@@ -500,6 +500,36 @@ def test_inputs_broadcast_along_inner_are_given_contiguous_lanes():
     assert numba_cpu._lanes_in_place(narrow) is narrow
 
 
+def test_work_units_are_each_claimed_once():
+    """Units handed out one at a time (``_work``): every unit is done exactly once, by the parallel kernel and its
+    serial twin, whatever the number of threads."""
+    import numba
+
+    from logscan.backends.numba_cpu._threading import parallel_kernel
+    from logscan.backends.numba_cpu._work import claim, new_counter
+
+    @parallel_kernel()
+    def visit(n_units, visits):
+        claimed = new_counter()
+        for _ in numba.prange(n_units):
+            while True:
+                unit = claim(claimed)
+                if unit >= n_units:
+                    break
+                visits[unit] += 1
+
+    for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            for n_units in (0, 1, 7, 1000):
+                visits = np.zeros(n_units, np.int64)
+                visit(n_units, visits)
+                assert (visits == 1).all()
+        finally:
+            numba.set_num_threads(before)
+
+
 def test_a_second_process_loads_the_kernels_from_the_disk_cache():
     """The kernels are cached on disk (cache=True): a second process compiles nothing for the same calls.
 

@@ -7,7 +7,8 @@ Summary of algorithm
 (see ``_lanes``). A work unit is one (group, chunk): its lanes advance
 together through the chunk's time steps, vectorized over the lanes
 (``_steps``), so the heavy math runs in SIMD registers and each element is
-read and written once per pass. Work units run in parallel (``prange``).
+read and written once per pass. Work units run in parallel, handed to the
+threads one at a time (``_work``: a slowed core then holds up no one).
 
 Forward (state flows left to right):
 
@@ -64,6 +65,7 @@ from logscan.backends.numba_cpu._steps import (
 )
 from logscan.backends.numba_cpu._threading import parallel_kernel
 from logscan.backends.numba_cpu._vmath import FASTMATH, vlogaddexp
+from logscan.backends.numba_cpu._work import claim, new_counter
 
 _OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
 BLOCK_BYTES = 16384     # rows per block in forward_split: its rows of log a are summed while in L1
@@ -134,32 +136,38 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
 
     # ---------------------------------------------------------------- chunk totals
     if n_chunks > 1:
-        for unit in prange(n_groups * (n_chunks - 1)):
-            group, chunk = unit // (n_chunks - 1), unit % (n_chunks - 1)
-            n, lane_o, lane_i, offsets = _group(geo, 2, group, outer, inner, W, rows_mode)
-            off_a, off_b = offsets[_A], offsets[_B]
-            total_a = np.full(W, identity_a, dtype)
-            total_b = np.full(W, identity_b, dtype)
-            total_b_low = np.zeros(W, dtype)
-            t0 = chunk * length
-            t1 = min(T, t0 + length)
-            sa, sb = geo[_A, TIME], geo[_B, TIME]
-            if direct:
-                forward_total(space, compensate, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
-                              total_a, total_b, total_b_low, n, t1 - t0, _falling_sweep(1, n, sa, sb))
-            else:
-                tile_a = np.empty(W * tile_steps, dtype)
-                tile_b = np.empty(W * tile_steps, dtype)
-                for tt in range(t0, t1, tile_steps):
-                    m = min(tile_steps, t1 - tt)
-                    gather(a, off_a, sa, tt, tile_a, W, n, m)
-                    gather(b, off_b, sb, tt, tile_b, W, n, m)
-                    forward_total(space, compensate, tile_a, 0, W, tile_b, 0, W, total_a, total_b, total_b_low, n, m,
-                                  False)
-            for lane in range(n):
-                c = lane_o[lane] * inner + lane_i[lane]
-                workspace[0, chunk, c] = total_a[lane]
-                workspace[1, chunk, c] = total_b[lane]
+        n_units = n_groups * (n_chunks - 1)
+        claimed = new_counter()
+        for _ in prange(n_units):
+            while True:
+                unit = claim(claimed)
+                if unit >= n_units:
+                    break
+                group, chunk = unit // (n_chunks - 1), unit % (n_chunks - 1)
+                n, lane_o, lane_i, offsets = _group(geo, 2, group, outer, inner, W, rows_mode)
+                off_a, off_b = offsets[_A], offsets[_B]
+                total_a = np.full(W, identity_a, dtype)
+                total_b = np.full(W, identity_b, dtype)
+                total_b_low = np.zeros(W, dtype)
+                t0 = chunk * length
+                t1 = min(T, t0 + length)
+                sa, sb = geo[_A, TIME], geo[_B, TIME]
+                if direct:
+                    forward_total(space, compensate, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
+                                  total_a, total_b, total_b_low, n, t1 - t0, _falling_sweep(1, n, sa, sb))
+                else:
+                    tile_a = np.empty(W * tile_steps, dtype)
+                    tile_b = np.empty(W * tile_steps, dtype)
+                    for tt in range(t0, t1, tile_steps):
+                        m = min(tile_steps, t1 - tt)
+                        gather(a, off_a, sa, tt, tile_a, W, n, m)
+                        gather(b, off_b, sb, tt, tile_b, W, n, m)
+                        forward_total(space, compensate, tile_a, 0, W, tile_b, 0, W, total_a, total_b,
+                                      total_b_low, n, m, False)
+                for lane in range(n):
+                    c = lane_o[lane] * inner + lane_i[lane]
+                    workspace[0, chunk, c] = total_a[lane]
+                    workspace[1, chunk, c] = total_b[lane]
 
         # ------------------------------------------------------- carry between chunks
         # afterwards workspace[0, k, c] is the state entering chunk k + 1
@@ -177,33 +185,39 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
                 workspace[0, k, c] = carry
 
     # ---------------------------------------------------------------- re-scan with carries
-    for unit in prange(n_groups * n_chunks):
-        group, chunk = unit // n_chunks, unit % n_chunks
-        n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, rows_mode)
-        off_a, off_b, off_out = offsets[_A], offsets[_B], offsets[_OUT]
-        h = np.empty(W, dtype)
-        h_low = np.zeros(W, dtype)
-        if chunk == 0:
-            load_state(h0, geo, _H0, has_h0, identity_b, lane_o, lane_i, n, h)
-        else:
-            for lane in range(n):
-                h[lane] = workspace[0, chunk - 1, lane_o[lane] * inner + lane_i[lane]]
-        t0 = chunk * length
-        t1 = min(T, t0 + length)
-        sa, sb, so = geo[_A, TIME], geo[_B, TIME], geo[_OUT, TIME]
-        if direct:
-            forward_steps(space, compensate, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
-                          out, off_out[0] + t0 * so, so, h, h_low, n, t1 - t0, _falling_sweep(1, n, sa, sb, so))
-        else:
-            tile_a = np.empty(W * tile_steps, dtype)
-            tile_b = np.empty(W * tile_steps, dtype)
-            tile_out = np.empty(W * tile_steps, dtype)
-            for tt in range(t0, t1, tile_steps):
-                m = min(tile_steps, t1 - tt)
-                gather(a, off_a, sa, tt, tile_a, W, n, m)
-                gather(b, off_b, sb, tt, tile_b, W, n, m)
-                forward_steps(space, compensate, tile_a, 0, W, tile_b, 0, W, tile_out, 0, W, h, h_low, n, m, False)
-                scatter(tile_out, out, off_out, so, tt, W, n, m)
+    n_units = n_groups * n_chunks
+    claimed = new_counter()
+    for _ in prange(n_units):
+        while True:
+            unit = claim(claimed)
+            if unit >= n_units:
+                break
+            group, chunk = unit // n_chunks, unit % n_chunks
+            n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, rows_mode)
+            off_a, off_b, off_out = offsets[_A], offsets[_B], offsets[_OUT]
+            h = np.empty(W, dtype)
+            h_low = np.zeros(W, dtype)
+            if chunk == 0:
+                load_state(h0, geo, _H0, has_h0, identity_b, lane_o, lane_i, n, h)
+            else:
+                for lane in range(n):
+                    h[lane] = workspace[0, chunk - 1, lane_o[lane] * inner + lane_i[lane]]
+            t0 = chunk * length
+            t1 = min(T, t0 + length)
+            sa, sb, so = geo[_A, TIME], geo[_B, TIME], geo[_OUT, TIME]
+            if direct:
+                forward_steps(space, compensate, a, off_a[0] + t0 * sa, sa, b, off_b[0] + t0 * sb, sb,
+                              out, off_out[0] + t0 * so, so, h, h_low, n, t1 - t0, _falling_sweep(1, n, sa, sb, so))
+            else:
+                tile_a = np.empty(W * tile_steps, dtype)
+                tile_b = np.empty(W * tile_steps, dtype)
+                tile_out = np.empty(W * tile_steps, dtype)
+                for tt in range(t0, t1, tile_steps):
+                    m = min(tile_steps, t1 - tt)
+                    gather(a, off_a, sa, tt, tile_a, W, n, m)
+                    gather(b, off_b, sb, tt, tile_b, W, n, m)
+                    forward_steps(space, compensate, tile_a, 0, W, tile_b, 0, W, tile_out, 0, W, h, h_low, n, m, False)
+                    scatter(tile_out, out, off_out, so, tt, W, n, m)
 
 
 @parallel_kernel(cache=True, **_OPTS)
@@ -239,36 +253,42 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
     sa, sb, so = geo[_A, TIME], geo[_B, TIME], geo[_OUT, TIME]
 
     # ---------------------------------------------------------------- 1. all chunks at once
-    for unit in prange(n_groups * n_chunks):
-        group, chunk = unit // n_chunks, unit % n_chunks
-        n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, True)
-        off_a, off_b, off_out = offsets[_A], offsets[_B], offsets[_OUT]
-        h = np.full(W, neg_inf, dtype)
-        h_low = np.zeros(W, dtype)
-        if chunk == 0:
-            load_state(h0, geo, _H0, has_h0, neg_inf, lane_o, lane_i, n, h)
-        total = np.zeros(W, dtype)
-        total_low = np.zeros(W, dtype)
-        wide = np.empty(W, np.float64)
-        part = np.empty(W, dtype)
-        c0 = lane_o[0] * inner + lane_i[0]  # lanes are consecutive channels
-        t0 = chunk * length
-        t1 = min(T, t0 + length)
-        for piece in range(pieces):
+    n_units = n_groups * n_chunks
+    claimed = new_counter()
+    for _ in prange(n_units):
+        while True:
+            unit = claim(claimed)
+            if unit >= n_units:
+                break
+            group, chunk = unit // n_chunks, unit % n_chunks
+            n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, True)
+            off_a, off_b, off_out = offsets[_A], offsets[_B], offsets[_OUT]
+            h = np.full(W, neg_inf, dtype)
+            h_low = np.zeros(W, dtype)
+            if chunk == 0:
+                load_state(h0, geo, _H0, has_h0, neg_inf, lane_o, lane_i, n, h)
+            total = np.zeros(W, dtype)
+            total_low = np.zeros(W, dtype)
+            wide = np.empty(W, np.float64)
+            part = np.empty(W, dtype)
+            c0 = lane_o[0] * inner + lane_i[0]  # lanes are consecutive channels
+            t0 = chunk * length
+            t1 = min(T, t0 + length)
+            for piece in range(pieces):
+                for lane in range(n):
+                    workspace[2 + piece, chunk, c0 + lane] = total[lane]
+                p0 = min(t1, t0 + piece * piece_length)
+                p1 = min(t1, p0 + piece_length)
+                for r0 in range(p0, p1, rows_per_block):
+                    r1 = min(p1, r0 + rows_per_block)
+                    forward_steps(LOG, True, a, off_a[0] + r0 * sa, sa, b, off_b[0] + r0 * sb, sb,
+                                  out, off_out[0] + r0 * so, so, h, h_low, n, r1 - r0, _falling_sweep(1, n, sa, sb, so))
+                    if chunk > 0:  # the rows just read are still in cache
+                        sum_log_decay(a, off_a[0] + r0 * sa, sa, total, total_low, wide, part, n, r1 - r0, zero,
+                                      neg_inf)
             for lane in range(n):
-                workspace[2 + piece, chunk, c0 + lane] = total[lane]
-            p0 = min(t1, t0 + piece * piece_length)
-            p1 = min(t1, p0 + piece_length)
-            for r0 in range(p0, p1, rows_per_block):
-                r1 = min(p1, r0 + rows_per_block)
-                forward_steps(LOG, True, a, off_a[0] + r0 * sa, sa, b, off_b[0] + r0 * sb, sb,
-                              out, off_out[0] + r0 * so, so, h, h_low, n, r1 - r0, _falling_sweep(1, n, sa, sb, so))
-                if chunk > 0:  # the rows just read are still in cache
-                    sum_log_decay(a, off_a[0] + r0 * sa, sa, total, total_low, wide, part, n, r1 - r0, zero,
-                                  neg_inf)
-        for lane in range(n):
-            workspace[0, chunk, c0 + lane] = total[lane]
-            workspace[1, chunk, c0 + lane] = h[lane]
+                workspace[0, chunk, c0 + lane] = total[lane]
+                workspace[1, chunk, c0 + lane] = h[lane]
 
     # ---------------------------------------------------------------- 2. the state entering each chunk
     # afterwards workspace[1, k, c] is the state entering chunk k (k >= 1)
@@ -280,23 +300,29 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
             workspace[1, k, c] = entering
 
     # ---------------------------------------------------------------- 3. fold the carries in
-    for unit in prange(n_groups * (n_chunks - 1) * pieces):
-        group, rest = unit // ((n_chunks - 1) * pieces), unit % ((n_chunks - 1) * pieces)
-        chunk, piece = 1 + rest // pieces, rest % pieces
-        n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, True)
-        off_a, off_out = offsets[_A], offsets[_OUT]
-        c0 = lane_o[0] * inner + lane_i[0]
-        carry = np.empty(W, dtype)
-        total = np.empty(W, dtype)
-        for lane in range(n):
-            carry[lane] = workspace[1, chunk, c0 + lane]
-            total[lane] = workspace[2 + piece, chunk, c0 + lane]
-        total_low = np.zeros(W, dtype)
-        chunk_end = min(T, chunk * length + length)
-        p0 = min(chunk_end, chunk * length + piece * piece_length)
-        p1 = min(chunk_end, p0 + piece_length)
-        add_carry_steps(a, off_a[0] + p0 * sa, sa, out, off_out[0] + p0 * so, so, carry, total, total_low, n,
-                        p1 - p0, zero, neg_inf, negligible)
+    n_units = n_groups * (n_chunks - 1) * pieces
+    claimed = new_counter()
+    for _ in prange(n_units):
+        while True:
+            unit = claim(claimed)
+            if unit >= n_units:
+                break
+            group, rest = unit // ((n_chunks - 1) * pieces), unit % ((n_chunks - 1) * pieces)
+            chunk, piece = 1 + rest // pieces, rest % pieces
+            n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, True)
+            off_a, off_out = offsets[_A], offsets[_OUT]
+            c0 = lane_o[0] * inner + lane_i[0]
+            carry = np.empty(W, dtype)
+            total = np.empty(W, dtype)
+            for lane in range(n):
+                carry[lane] = workspace[1, chunk, c0 + lane]
+                total[lane] = workspace[2 + piece, chunk, c0 + lane]
+            total_low = np.zeros(W, dtype)
+            chunk_end = min(T, chunk * length + length)
+            p0 = min(chunk_end, chunk * length + piece * piece_length)
+            p1 = min(chunk_end, p0 + piece_length)
+            add_carry_steps(a, off_a[0] + p0 * sa, sa, out, off_out[0] + p0 * so, so, carry, total, total_low, n,
+                            p1 - p0, zero, neg_inf, negligible)
 
 
 @njit(**_OPTS)
@@ -377,19 +403,25 @@ def backward(space, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo, has_h0, outer,
 
     # ---------------------------------------------------------------- chunk totals (chunks 1 ..)
     if n_chunks > 1:
-        for unit in prange(n_groups * (n_chunks - 1)):
-            group, chunk = unit // (n_chunks - 1), 1 + unit % (n_chunks - 1)
-            n, lane_o, lane_i, lane_offs = _group(geo, 6, group, outer, inner, W, rows_mode)
-            product = np.ones(W, dtype)
-            carry = np.full(W, zero, dtype)
-            tiles = np.empty((1, 1), dtype) if direct else np.empty((7, W * tile_steps), dtype)
-            t0 = chunk * length
-            _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, min(T, t0 + length),
-                          lane_offs, carry, carry, n, tile_steps, tiles, True, product, zero, neg_inf)
-            for lane in range(n):
-                c = lane_o[lane] * inner + lane_i[lane]
-                workspace[0, chunk, c] = product[lane]
-                workspace[1, chunk, c] = carry[lane]
+        n_units = n_groups * (n_chunks - 1)
+        claimed = new_counter()
+        for _ in prange(n_units):
+            while True:
+                unit = claim(claimed)
+                if unit >= n_units:
+                    break
+                group, chunk = unit // (n_chunks - 1), 1 + unit % (n_chunks - 1)
+                n, lane_o, lane_i, lane_offs = _group(geo, 6, group, outer, inner, W, rows_mode)
+                product = np.ones(W, dtype)
+                carry = np.full(W, zero, dtype)
+                tiles = np.empty((1, 1), dtype) if direct else np.empty((7, W * tile_steps), dtype)
+                t0 = chunk * length
+                _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, min(T, t0 + length),
+                              lane_offs, carry, carry, n, tile_steps, tiles, True, product, zero, neg_inf)
+                for lane in range(n):
+                    c = lane_o[lane] * inner + lane_i[lane]
+                    workspace[0, chunk, c] = product[lane]
+                    workspace[1, chunk, c] = carry[lane]
 
         # ------------------------------------------------------- carry between chunks (right to left)
         # afterwards workspace[0, k, c] is the carry entering chunk k - 1 from the right
@@ -400,20 +432,26 @@ def backward(space, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo, has_h0, outer,
                 workspace[0, k, c] = carry_in
 
     # ---------------------------------------------------------------- fused reverse pass per chunk
-    for unit in prange(n_groups * n_chunks):
-        group, chunk = unit // n_chunks, unit % n_chunks
-        n, lane_o, lane_i, lane_offs = _group(geo, 6, group, outer, inner, W, rows_mode)
-        carry = np.full(W, zero, dtype)
-        if chunk < n_chunks - 1:
-            for lane in range(n):
-                carry[lane] = workspace[0, chunk + 1, lane_o[lane] * inner + lane_i[lane]]
-        h_first = np.empty(W, dtype)
-        if chunk == 0:
-            load_state(h0, geo, _BH0, has_h0, identity_b, lane_o, lane_i, n, h_first)
-        tiles = np.empty((1, 1), dtype) if direct else np.empty((7, W * tile_steps), dtype)
-        t0 = chunk * length
-        _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, min(T, t0 + length),
-                      lane_offs, h_first, carry, n, tile_steps, tiles, False, carry, zero, neg_inf)
-        if chunk == 0 and has_h0:
-            # the carry leaving step 0 is w_0 u_0 (log) or a_0 d_0 (linear): the gradient of h0
-            store_state(carry, grad_h0, geo, _GH0, lane_o, lane_i, n)
+    n_units = n_groups * n_chunks
+    claimed = new_counter()
+    for _ in prange(n_units):
+        while True:
+            unit = claim(claimed)
+            if unit >= n_units:
+                break
+            group, chunk = unit // n_chunks, unit % n_chunks
+            n, lane_o, lane_i, lane_offs = _group(geo, 6, group, outer, inner, W, rows_mode)
+            carry = np.full(W, zero, dtype)
+            if chunk < n_chunks - 1:
+                for lane in range(n):
+                    carry[lane] = workspace[0, chunk + 1, lane_o[lane] * inner + lane_i[lane]]
+            h_first = np.empty(W, dtype)
+            if chunk == 0:
+                load_state(h0, geo, _BH0, has_h0, identity_b, lane_o, lane_i, n, h_first)
+            tiles = np.empty((1, 1), dtype) if direct else np.empty((7, W * tile_steps), dtype)
+            t0 = chunk * length
+            _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, min(T, t0 + length),
+                          lane_offs, h_first, carry, n, tile_steps, tiles, False, carry, zero, neg_inf)
+            if chunk == 0 and has_h0:
+                # the carry leaving step 0 is w_0 u_0 (log) or a_0 d_0 (linear): the gradient of h0
+                store_state(carry, grad_h0, geo, _GH0, lane_o, lane_i, n)
