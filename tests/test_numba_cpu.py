@@ -407,9 +407,12 @@ SPLITS = ((2, 2), (3, 2), (4, 3), (5, 1))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reverse", (False, True))
 @pytest.mark.parametrize("with_h0", (False, True))
-def test_split_forward_matches_reference(monkeypatch, split, dtype, reverse, with_h0):
+@pytest.mark.parametrize("first_weight", (None, 2.5), ids=("first-default", "first-2.5"))
+def test_split_forward_matches_reference(monkeypatch, split, dtype, reverse, with_h0, first_weight):
     """forward_split (forced, uneven chunk and piece lengths) against the float64 reference, resets included."""
     monkeypatch.setattr(numba_cpu, "_split", lambda outer, T, inner: split)
+    if first_weight is not None:
+        monkeypatch.setattr(numba_cpu, "SPLIT_FIRST_WEIGHT", first_weight)
     rng = np.random.default_rng(11)
     shape = (1, 1001, 24)
     log_a = np.log(rng.uniform(0.5, 1.0, shape))
@@ -498,6 +501,17 @@ def test_inputs_broadcast_along_inner_are_given_contiguous_lanes():
     assert numba_cpu._lanes_in_place(full) is full
     narrow = np.broadcast_to(np.float32(1), (4, 7, 3))  # too few lanes for rows: gathered tiles anyway
     assert numba_cpu._lanes_in_place(narrow) is narrow
+
+
+def test_split_chunks_cover_time_once_the_first_longer():
+    from logscan.backends.numba_cpu._chunked import _split_starts
+
+    for T, n_chunks, weight in ((65536, 2, 1.2), (8192, 2, 1.0), (100003, 5, 1.2), (12288, 3, 1.5)):
+        starts = _split_starts(T, n_chunks, weight)
+        lengths = np.diff(starts)
+        assert starts[0] == 0 and starts[-1] == T and (lengths > 0).all()
+        assert abs(lengths[0] / lengths[1:].mean() - weight) < 1e-3
+        assert lengths[1:].max() - lengths[1:].min() <= 1
 
 
 def test_work_units_are_each_claimed_once():

@@ -86,6 +86,19 @@ def _chunk_bounds(T, n_chunks):
 
 
 @njit(**_OPTS)
+def _split_starts(T, n_chunks, first_weight):
+    """Chunk ``k`` of :func:`forward_split` covers ``[starts[k], starts[k + 1])``; chunk 0 is ``first_weight`` times
+    as long as each of the others, which also sum their log a as they scan."""
+    starts = np.empty(n_chunks + 1, np.int64)
+    length = T / (n_chunks - 1 + first_weight)
+    starts[0] = 0
+    for k in range(1, n_chunks):
+        starts[k] = min(T, int(first_weight * length + (k - 1) * length + 0.5))
+    starts[n_chunks] = T
+    return starts
+
+
+@njit(**_OPTS)
 def _group(geo, n_streams, group, outer, inner, W, rows_mode):
     """(lanes, lane_o, lane_i, offsets) of one lane group; ``offsets[s]`` for geometry rows ``s < n_streams``."""
     lane_o = np.empty(W, np.int64)
@@ -221,17 +234,20 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
 
 
 @parallel_kernel(cache=True, **_OPTS)
-def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, pieces, workspace, zero, neg_inf,
-                  negligible):
+def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, pieces, first_weight, workspace, zero,
+                  neg_inf, negligible):
     """Log-space forward, compensated, with every chunk of time scanned at once (few channels, several threads).
 
     For lanes read in place (``direct``). ``workspace``: ``(2 + pieces, n_chunks, outer*inner)``.
 
     1. Every chunk is scanned at the same time: chunk 0 from ``h0``, the
-       others from the empty state, writing their rows of ``out``; each also
-       sums its log a (compensated), noting the sum before each of its
-       ``pieces`` pieces (``workspace[2 + j]``) and at its end
-       (``workspace[0]``), and its last state (``workspace[1]``).
+       others from the empty state, writing their rows of ``out``; each of
+       those also sums its log a (compensated), noting the sum before each
+       of its ``pieces`` pieces (``workspace[2 + j]``) and at its end
+       (``workspace[0]``); every chunk notes its last state
+       (``workspace[1]``). Chunk 0, which sums nothing, is ``first_weight``
+       times as long as the others (:func:`_split_starts`), so that the
+       threads finish together.
     2. Per channel, a sequential pass over the chunks gives the state
        entering each: ``carry_{k+1} = logaddexp(A_k + carry_k, R_k)``.
     3. Every piece of every chunk but the first folds its carry in, in
@@ -245,8 +261,7 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
     the core's throughput, not along the scan's latency chain), so two
     threads already gain.
     """
-    length, n_chunks = _chunk_bounds(T, n_chunks)
-    piece_length = (length + pieces - 1) // pieces
+    starts = _split_starts(T, n_chunks, first_weight)
     rows_per_block = max(1, BLOCK_BYTES // (W * a.itemsize))
     n_groups = group_count(outer, inner, W, True)
     dtype = out.dtype
@@ -272,8 +287,8 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
             wide = np.empty(W, np.float64)
             part = np.empty(W, dtype)
             c0 = lane_o[0] * inner + lane_i[0]  # lanes are consecutive channels
-            t0 = chunk * length
-            t1 = min(T, t0 + length)
+            t0, t1 = starts[chunk], starts[chunk + 1]
+            piece_length = (t1 - t0 + pieces - 1) // pieces
             for piece in range(pieces):
                 for lane in range(n):
                     workspace[2 + piece, chunk, c0 + lane] = total[lane]
@@ -318,8 +333,9 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
                 carry[lane] = workspace[1, chunk, c0 + lane]
                 total[lane] = workspace[2 + piece, chunk, c0 + lane]
             total_low = np.zeros(W, dtype)
-            chunk_end = min(T, chunk * length + length)
-            p0 = min(chunk_end, chunk * length + piece * piece_length)
+            chunk_start, chunk_end = starts[chunk], starts[chunk + 1]
+            piece_length = (chunk_end - chunk_start + pieces - 1) // pieces
+            p0 = min(chunk_end, chunk_start + piece * piece_length)
             p1 = min(chunk_end, p0 + piece_length)
             add_carry_steps(a, off_a[0] + p0 * sa, sa, out, off_out[0] + p0 * so, so, carry, total, total_low, n,
                             p1 - p0, zero, neg_inf, negligible)
