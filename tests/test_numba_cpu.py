@@ -520,16 +520,13 @@ def test_work_units_are_each_claimed_once():
     import numba
 
     from logscan.backends.numba_cpu._threading import parallel_kernel
-    from logscan.backends.numba_cpu._work import claim, new_counter
+    from logscan.backends.numba_cpu._work import new_counter, units
 
     @parallel_kernel()
     def visit(n_units, visits):
         claimed = new_counter()
         for _ in numba.prange(n_units):
-            while True:
-                unit = claim(claimed)
-                if unit >= n_units:
-                    break
+            for unit in units(claimed, n_units):
                 visits[unit] += 1
 
     for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):

@@ -65,7 +65,7 @@ from logscan.backends.numba_cpu._steps import (
 )
 from logscan.backends.numba_cpu._threading import parallel_kernel
 from logscan.backends.numba_cpu._vmath import FASTMATH, vlogaddexp
-from logscan.backends.numba_cpu._work import claim, new_counter
+from logscan.backends.numba_cpu._work import new_counter, units
 
 _OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
 BLOCK_BYTES = 16384     # rows per block in forward_split: its rows of log a are summed while in L1
@@ -152,10 +152,7 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
         n_units = n_groups * (n_chunks - 1)
         claimed = new_counter()
         for _ in prange(n_units):
-            while True:
-                unit = claim(claimed)
-                if unit >= n_units:
-                    break
+            for unit in units(claimed, n_units):
                 group, chunk = unit // (n_chunks - 1), unit % (n_chunks - 1)
                 n, lane_o, lane_i, offsets = _group(geo, 2, group, outer, inner, W, rows_mode)
                 off_a, off_b = offsets[_A], offsets[_B]
@@ -201,10 +198,7 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
     n_units = n_groups * n_chunks
     claimed = new_counter()
     for _ in prange(n_units):
-        while True:
-            unit = claim(claimed)
-            if unit >= n_units:
-                break
+        for unit in units(claimed, n_units):
             group, chunk = unit // n_chunks, unit % n_chunks
             n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, rows_mode)
             off_a, off_b, off_out = offsets[_A], offsets[_B], offsets[_OUT]
@@ -271,10 +265,7 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
     n_units = n_groups * n_chunks
     claimed = new_counter()
     for _ in prange(n_units):
-        while True:
-            unit = claim(claimed)
-            if unit >= n_units:
-                break
+        for unit in units(claimed, n_units):
             group, chunk = unit // n_chunks, unit % n_chunks
             n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, True)
             off_a, off_b, off_out = offsets[_A], offsets[_B], offsets[_OUT]
@@ -318,10 +309,7 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
     n_units = n_groups * (n_chunks - 1) * pieces
     claimed = new_counter()
     for _ in prange(n_units):
-        while True:
-            unit = claim(claimed)
-            if unit >= n_units:
-                break
+        for unit in units(claimed, n_units):
             group, rest = unit // ((n_chunks - 1) * pieces), unit % ((n_chunks - 1) * pieces)
             chunk, piece = 1 + rest // pieces, rest % pieces
             n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, True)
@@ -422,10 +410,7 @@ def backward(space, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo, has_h0, outer,
         n_units = n_groups * (n_chunks - 1)
         claimed = new_counter()
         for _ in prange(n_units):
-            while True:
-                unit = claim(claimed)
-                if unit >= n_units:
-                    break
+            for unit in units(claimed, n_units):
                 group, chunk = unit // (n_chunks - 1), 1 + unit % (n_chunks - 1)
                 n, lane_o, lane_i, lane_offs = _group(geo, 6, group, outer, inner, W, rows_mode)
                 product = np.ones(W, dtype)
@@ -451,10 +436,7 @@ def backward(space, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo, has_h0, outer,
     n_units = n_groups * n_chunks
     claimed = new_counter()
     for _ in prange(n_units):
-        while True:
-            unit = claim(claimed)
-            if unit >= n_units:
-                break
+        for unit in units(claimed, n_units):
             group, chunk = unit // n_chunks, unit % n_chunks
             n, lane_o, lane_i, lane_offs = _group(geo, 6, group, outer, inner, W, rows_mode)
             carry = np.full(W, zero, dtype)

@@ -22,17 +22,14 @@ Usage, in a ``parallel=True`` kernel::
 
     claimed = new_counter()
     for _ in prange(n_units):
-        while True:
-            unit = claim(claimed)
-            if unit >= n_units:
-                break
+        for unit in units(claimed, n_units):
             ...  # the work of ``unit``
 
 The first iteration a thread runs keeps claiming units until none is left;
 its later iterations (and everyone's, once all are claimed) end at once.
 (The number of threads is not asked for in the kernel: numba's
-``get_num_threads`` there keeps a kernel out of the disk cache. The claim
-stays inside the ``while`` loop, so that numba cannot hoist it out of the
+``get_num_threads`` there keeps a kernel out of the disk cache. The claims
+are made inside the generator, a call that numba does not hoist out of the
 ``prange`` body.) Never read the counter itself inside the ``prange``:
 numba's loop-invariant code motion does not see that ``claim`` writes it
 and hoists a plain read out of the loop (the claim, a call, it leaves in
@@ -74,3 +71,13 @@ def new_counter():
 def claim(counter):
     """The next unclaimed unit: 0, 1, 2, ... across all threads, each number once."""
     return _fetch_add(counter)
+
+
+@njit
+def units(claimed, n_units):
+    """The units ``0 .. n_units - 1`` this thread claims from ``claimed``, one at a time, until none is left."""
+    while True:
+        unit = claim(claimed)
+        if unit >= n_units:
+            return
+        yield unit
