@@ -503,6 +503,21 @@ def test_inputs_broadcast_along_inner_are_given_contiguous_lanes():
     assert numba_cpu._lanes_in_place(narrow) is narrow
 
 
+def test_backward_of_a_broadcast_gradient_equals_the_written_out_one():
+    """A broadcast grad_log_h (the gradient of a sum) is read in place, and gives the same bits as written out."""
+    rng = np.random.default_rng(23)
+    shape = (3, 50, 40)
+    log_a = np.log(rng.uniform(0.5, 1.0, shape)).astype(np.float32)
+    log_b = rng.normal(size=shape).astype(np.float32)
+    log_h = logscan.scan(log_a, log_b, axis=1, backend="numba")
+    for grad in (np.broadcast_to(np.float32(1), shape), np.broadcast_to(rng.normal(size=(3, 50, 1)), shape)):
+        grad = grad.astype(np.float32, copy=False)
+        got = logscan.scan_backward(grad, log_a, log_b, log_h, axis=1, backend="numba")
+        want = logscan.scan_backward(np.ascontiguousarray(grad), log_a, log_b, log_h, axis=1, backend="numba")
+        for g, w in zip(got[:2], want[:2], strict=True):
+            assert g.tobytes() == w.tobytes()
+
+
 def test_split_chunks_cover_time_once_the_first_longer():
     from logscan.backends.numba_cpu._chunked import _split_starts
 

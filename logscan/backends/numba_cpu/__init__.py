@@ -261,7 +261,8 @@ def _lanes_in_place(x):
     """``x``, or the same values with a contiguous inner axis where ``x`` repeats one value along it.
 
     A broadcast input (inner stride 0: the zero decay of ``logcumsumexp``, a
-    decay per (batch, step) shared by every channel) would send the streaming
+    decay per (batch, step) shared by every channel, the gradient of a sum of
+    outputs) would send the streaming
     kernels to their gathered tiles, 10x slower at (8, 2048, 512) float32
     (51 ms against 5 for ``logcumsumexp``). Only the distinct values are
     written out, along a contiguous inner axis; the other broadcast
@@ -376,7 +377,7 @@ def _backward(space, g, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace)
             _tree.backward(space, method, g, a, b, h, h0, ga_k, gb_k, gh0_k, workspace, LANES, ROWS_MIN_INNER,
                            identity_b)
     else:
-        a, b = _lanes_in_place(a), _lanes_in_place(b)
+        g, a, b, h = (_lanes_in_place(x) for x in (g, a, b, h))  # a broadcast gradient too: the grad of a sum
         rows_mode, direct = _layout(outer, inner, (g, a, b, h, ga_k, gb_k))
         n_chunks = _n_chunks(outer, T, inner, True) if method == "chunked" else 1
         memories, geo = describe([g, a, b, h, ga_k, gb_k, h0, gh0_k], dtype)
