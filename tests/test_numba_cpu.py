@@ -85,6 +85,16 @@ def test_softplus32_within_2_ulp():
     assert ulps(out, want, np.float32).max() <= 2.1
 
 
+def test_float32_polynomials_keep_their_fitted_relative_error():
+    """The float32 coefficients as stored: exp(r) on |r| <= ln2/2 within 4e-9, log1p(e)/e on [0, 1] within 1.5e-8."""
+    r = np.linspace(-0.3468, 0.3468, 100_001).astype(np.longdouble)
+    p = 1 + r + sum(np.longdouble(c) * r ** k for k, c in enumerate(_vmath._EXP6_32, start=2))
+    assert np.max(np.abs(p / np.exp(r) - 1)) < 4e-9
+    e = np.linspace(1e-6, 1, 100_001).astype(np.longdouble)
+    q = sum(np.longdouble(c) * e ** k for k, c in enumerate(_vmath._Q32))
+    assert np.max(np.abs(q * e / np.log1p(e) - 1)) < 1.5e-8
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_special_values(dtype):
     inf, nan = np.inf, np.nan

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -53,3 +55,18 @@ def test_gpu_bench_saves_its_rows_shape_by_shape_under_the_simulator(tmp_path):
     rows = json.loads(saved.read_text())["rows"]
     assert [(r["shape"], r["direction"]) for r in rows] == [
         ([1, 9, 2], "forward"), ([1, 9, 2], "backward"), ([2, 5, 1], "forward"), ([2, 5, 1], "backward")]
+
+
+def test_fit_vmath_polynomials_reproduces_the_exp_coefficients_of_the_kernels():
+    """tools/fit_vmath_polynomials.py gives the float32 exp polynomial of _vmath, and its error stays at 3.6e-9."""
+    from logscan.backends.numba_cpu._vmath import _EXP6_32
+
+    done = run_tool(ROOT / "tools" / "fit_vmath_polynomials.py")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    at = next(k for k, line in enumerate(lines) if line.startswith("exp: "))
+    worst = float(re.search(r"max relative error ([0-9.e+-]+)", lines[at]).group(1))
+    assert worst < 4e-9, lines[at]
+    coefficients = np.array([float(c) for c in lines[at + 1].strip(" ()").split(",")])
+    np.testing.assert_allclose(coefficients, np.array(_EXP6_32, np.float64), rtol=1e-6)
+    assert any(line.startswith("log1p: ") for line in lines), done.stdout
