@@ -130,7 +130,8 @@ def test_logaddexp_dense_pairs_float32():
 def assert_simd_in_both_directions(row):
     """Every float32 and float64 version of the lane loop ``row`` compiled so far has a vector body per direction.
 
-    (Other tests may have compiled float64 versions first: each version is checked with its own vector type.)
+    (Other tests may have compiled other versions first, float64 ones or ones for a literal direction:
+    each version is checked with its own vector type and its own directions.)
     """
     vector_types = {"float32": ("<16 x float>", "<8 x float>"), "float64": ("<8 x double>", "<4 x double>")}
     checked = 0
@@ -140,8 +141,10 @@ def assert_simd_in_both_directions(row):
         if len(dtypes) != 1 or not dtypes <= set(vector_types):
             continue
         (dtype,) = dtypes
-        # one vectorized body per direction (LLVM may add an epilogue body to each)
-        assert len(re.findall(r"^vector\.body[0-9]*:", ir, re.MULTILINE)) >= 2, (row, signature)
+        # one vectorized body per direction (LLVM may add an epilogue body to each); a version that
+        # numba compiled for one literal direction (a caller passing a constant) has that one only
+        directions = 1 if isinstance(signature[1], types.Literal) else 2
+        assert len(re.findall(r"^vector\.body[0-9]*:", ir, re.MULTILINE)) >= directions, (row, signature)
         assert any(vector in ir for vector in vector_types[dtype]), (row, signature)
         checked += dtype == "float32"
     assert checked >= 1, f"no float32 version of {row} was compiled"
