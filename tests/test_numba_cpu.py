@@ -127,8 +127,8 @@ def test_logaddexp_dense_pairs_float32():
     assert (np.abs(out - want) / (1 + np.abs(want))).max() < 2 * np.finfo(np.float32).eps
 
 
-def assert_simd_in_both_directions(row):
-    """Every float32 and float64 version of the lane loop ``row`` compiled so far has a vector body per direction.
+def assert_simd_in_every_version(row):
+    """Each float32 and float64 version of the lane loop ``row`` compiled so far has a vector body per direction.
 
     (Other tests may have compiled other versions first, float64 ones or ones for a literal direction:
     each version is checked with its own vector type and its own directions.)
@@ -163,7 +163,7 @@ def test_kernel_loops_are_vectorized():
                                  descending)
     for row in (_steps._log_compensated_row, _steps._log_row, _steps._linear_row, _steps._copy_row,
                 _steps._log_compensated_total_row, _steps._log_total_step_row, _steps._linear_total_step_row):
-        assert_simd_in_both_directions(row)
+        assert_simd_in_every_version(row)
 
 
 def test_backward_row_loops_are_vectorized():
@@ -183,7 +183,7 @@ def test_backward_row_loops_are_vectorized():
                                   np.zeros(n, np.float32), n, steps, zero, neg_inf, descending, 0)
     for row in (_steps._log_backward_row, _steps._linear_backward_row, _steps._log_total_row,
                 _steps._linear_total_row):
-        assert_simd_in_both_directions(row)
+        assert_simd_in_every_version(row)
 
 
 # ----------------------------------------------------------------------------- every method x op
