@@ -202,16 +202,21 @@ _NEG_INF_32 = _F(-np.inf)
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _exp_polynomial32(r):
+    """``exp(r)`` for ``|r| <= ln2/2``: ``_EXP6_32`` in second-order Horner form, the last step a Horner step."""
+    r2 = r * r
+    p = fma(r2, fma(r, _EXP6_32[4], _EXP6_32[3]), fma(r, _EXP6_32[2], _EXP6_32[1]))
+    p = fma(r2, p, fma(r, _EXP6_32[0], _F(1.0)))
+    return fma(r, p, _F(1.0))
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def exp32(x):
     xc = x if x > _EXP_LO_32 else _EXP_LO_32  # also maps nan to a harmless value
     xc = xc if xc < _EXP_HI_32 else _EXP_HI_32
     n_float = fma(xc, _LOG2E_32, _ROUND_32) - _ROUND_32
     r = fma(-n_float, _LN2_LO_32, fma(-n_float, _LN2_HI_32, xc))
-    # second-order Horner (see the module docstring), the last step a Horner step
-    r2 = r * r
-    p = fma(r2, fma(r, _EXP6_32[4], _EXP6_32[3]), fma(r, _EXP6_32[2], _EXP6_32[1]))
-    p = fma(r2, p, fma(r, _EXP6_32[0], _F(1.0)))
-    p = fma(r, p, _F(1.0))
+    p = _exp_polynomial32(r)
     n_half = (n_float * _F(0.5) + _ROUND_32) - _ROUND_32
     y = (p * pow2_32(n_half)) * pow2_32(n_float - n_half)
     return y if x == x else x
@@ -251,20 +256,17 @@ _EXP_FLUSH_32 = _F(-87.33)  # below this exp(x) < 2**-126: flushed to 0 in the s
 def softplus_nonpositive32(d):
     """log1p(exp(d)) for d <= 0 (d = -inf gives exactly 0), without a division.
 
-    exp as in :func:`exp32` but with one scale factor, results below
-    2**-126 flushed to 0 (they could change a sum of logs by less than
-    1e-37); then log1p(e) for e in [0, 1] as e * Q(e), a degree-9 polynomial.
+    exp as in :func:`exp32` (the same :func:`_exp_polynomial32`) but with one
+    scale factor, results below 2**-126 flushed to 0 (they could change a
+    sum of logs by less than 1e-37); then log1p(e) for e in [0, 1] as
+    e * Q(e), a degree-9 polynomial.
     """
     dc = d if d > _EXP_FLUSH_32 else _EXP_FLUSH_32
     n_float = (dc * _LOG2E_32 + _ROUND_32) - _ROUND_32
     r = (dc - n_float * _LN2_HI_32) - n_float * _LN2_LO_32
-    # both polynomials in second-order Horner form (see the module docstring)
-    r2 = r * r
-    p = (_F(1.0) + r * _EXP6_32[0]) + r2 * ((_EXP6_32[1] + r * _EXP6_32[2]) + r2 * (_EXP6_32[3] + r * _EXP6_32[4]))
-    p = _F(1.0) + r * p
-    e = p * pow2_32(n_float)
+    e = _exp_polynomial32(r) * pow2_32(n_float)
     e = e if d > _EXP_FLUSH_32 else _F(0.0)
-    e2 = e * e
+    e2 = e * e  # Q in second-order Horner form too (see the module docstring)
     q = (_Q32[7] + e * _Q32[8]) + e2 * _Q32[9]
     q = (_Q32[5] + e * _Q32[6]) + e2 * q
     q = (_Q32[3] + e * _Q32[4]) + e2 * q
