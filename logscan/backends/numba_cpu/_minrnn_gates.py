@@ -40,12 +40,14 @@ from numba import njit, prange
 
 from logscan.backends.numba_cpu._threading import parallel_kernel
 from logscan.backends.numba_cpu._vmath import FASTMATH, vexp, vlog1p, vsoftplus_nonpositive
+from logscan.backends.numba_cpu._work import new_counter, units
 
 _OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False)
 _INLINE = dict(_OPTS, forceinline=True)
 # Rows of one thread's work unit (32 KiB of a 256-wide float32 gate). The kernels loop over units, not
 # ``prange(rows)``: with the rows themselves as the parallel loop, minlstm_gradients ran 66-76 ms instead
-# of 7.5-8.0 (16384 x 256, float32, 2 threads); the other three kernels measured alike either way.
+# of 7.5-8.0 (16384 x 256, float32, 2 threads); the other three kernels measured alike either way. The
+# units are handed out one at a time (``_work``), as in the scan kernels: a slowed core holds up no one.
 ROWS_PER_UNIT = 32
 
 
@@ -116,45 +118,57 @@ def _units(rows):
 def mingru_coefficients(pre, log_a, log_b, zero, half):
     """``log_a``, ``log_b`` (rows, H) from ``pre = [k | h~]`` (rows, 2H)."""
     rows, width = log_a.shape
-    for unit in prange(_units(rows)):
-        for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
-            for j in range(width):
-                log_a[r, j], log_b[r, j] = _coefficients(pre[r, j], pre[r, width + j], zero, half)
+    n_units = _units(rows)
+    claimed = new_counter()
+    for _ in prange(n_units):
+        for unit in units(claimed, n_units):
+            for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
+                for j in range(width):
+                    log_a[r, j], log_b[r, j] = _coefficients(pre[r, j], pre[r, width + j], zero, half)
 
 
 @parallel_kernel(cache=True, **_OPTS)
 def minlstm_coefficients(pre, logit, log_a, log_b, zero, half):
     """``logit``, ``log_a``, ``log_b`` (rows, H) from ``pre = [f | i | h~]`` (rows, 3H)."""
     rows, width = log_a.shape
-    for unit in prange(_units(rows)):
-        for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
-            for j in range(width):
-                s = _softplus(-pre[r, j], zero) - _softplus(-pre[r, width + j], zero)
-                logit[r, j] = s
-                log_a[r, j], log_b[r, j] = _coefficients(s, pre[r, 2 * width + j], zero, half)
+    n_units = _units(rows)
+    claimed = new_counter()
+    for _ in prange(n_units):
+        for unit in units(claimed, n_units):
+            for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
+                for j in range(width):
+                    s = _softplus(-pre[r, j], zero) - _softplus(-pre[r, width + j], zero)
+                    logit[r, j] = s
+                    log_a[r, j], log_b[r, j] = _coefficients(s, pre[r, 2 * width + j], zero, half)
 
 
 @parallel_kernel(cache=True, **_OPTS)
 def mingru_gradients(grad_log_a, grad_log_b, pre, zero, half, one):
     """``pre = [k | h~]`` (rows, 2H) overwritten by its gradient ``[dL/dk | dL/dh~]``."""
     rows, width = grad_log_a.shape
-    for unit in prange(_units(rows)):
-        for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
-            for j in range(width):
-                pre[r, j], pre[r, width + j] = _logit_and_candidate_gradients(
-                    grad_log_a[r, j], grad_log_b[r, j], pre[r, j], pre[r, width + j], zero, half, one)
+    n_units = _units(rows)
+    claimed = new_counter()
+    for _ in prange(n_units):
+        for unit in units(claimed, n_units):
+            for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
+                for j in range(width):
+                    pre[r, j], pre[r, width + j] = _logit_and_candidate_gradients(
+                        grad_log_a[r, j], grad_log_b[r, j], pre[r, j], pre[r, width + j], zero, half, one)
 
 
 @parallel_kernel(cache=True, **_OPTS)
 def minlstm_gradients(grad_log_a, grad_log_b, logit, pre, zero, half, one):
     """``pre = [f | i | h~]`` (rows, 3H) overwritten by its gradient; ``logit`` as the forward stored it."""
     rows, width = grad_log_a.shape
-    for unit in prange(_units(rows)):
-        for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
-            for j in range(width):
-                grad_s, grad_candidate = _logit_and_candidate_gradients(
-                    grad_log_a[r, j], grad_log_b[r, j], logit[r, j], pre[r, 2 * width + j], zero, half, one)
-                # d logit / d f = -sigma(-f), d logit / d i = sigma(-i)
-                pre[r, j] = -grad_s * _sigmoid_of_negative(pre[r, j], zero, one)
-                pre[r, width + j] = grad_s * _sigmoid_of_negative(pre[r, width + j], zero, one)
-                pre[r, 2 * width + j] = grad_candidate
+    n_units = _units(rows)
+    claimed = new_counter()
+    for _ in prange(n_units):
+        for unit in units(claimed, n_units):
+            for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
+                for j in range(width):
+                    grad_s, grad_candidate = _logit_and_candidate_gradients(
+                        grad_log_a[r, j], grad_log_b[r, j], logit[r, j], pre[r, 2 * width + j], zero, half, one)
+                    # d logit / d f = -sigma(-f), d logit / d i = sigma(-i)
+                    pre[r, j] = -grad_s * _sigmoid_of_negative(pre[r, j], zero, one)
+                    pre[r, width + j] = grad_s * _sigmoid_of_negative(pre[r, width + j], zero, one)
+                    pre[r, 2 * width + j] = grad_candidate
