@@ -114,61 +114,61 @@ def _units(rows):
     return (rows + ROWS_PER_UNIT - 1) // ROWS_PER_UNIT
 
 
+@njit(**_OPTS)
+def _claimed_rows(claimed, rows):
+    """The rows of the units this thread claims from ``claimed`` (see ``_work.units``), in order."""
+    for unit in units(claimed, _units(rows)):
+        for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):  # noqa: UP028 (numba has no yield from)
+            yield r
+
+
 @parallel_kernel(cache=True, **_OPTS)
 def mingru_coefficients(pre, log_a, log_b, zero, half):
     """``log_a``, ``log_b`` (rows, H) from ``pre = [k | h~]`` (rows, 2H)."""
     rows, width = log_a.shape
-    n_units = _units(rows)
     claimed = new_counter()
-    for _ in prange(n_units):
-        for unit in units(claimed, n_units):
-            for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
-                for j in range(width):
-                    log_a[r, j], log_b[r, j] = _coefficients(pre[r, j], pre[r, width + j], zero, half)
+    for _ in prange(_units(rows)):
+        for r in _claimed_rows(claimed, rows):
+            for j in range(width):
+                log_a[r, j], log_b[r, j] = _coefficients(pre[r, j], pre[r, width + j], zero, half)
 
 
 @parallel_kernel(cache=True, **_OPTS)
 def minlstm_coefficients(pre, logit, log_a, log_b, zero, half):
     """``logit``, ``log_a``, ``log_b`` (rows, H) from ``pre = [f | i | h~]`` (rows, 3H)."""
     rows, width = log_a.shape
-    n_units = _units(rows)
     claimed = new_counter()
-    for _ in prange(n_units):
-        for unit in units(claimed, n_units):
-            for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
-                for j in range(width):
-                    s = _softplus(-pre[r, j], zero) - _softplus(-pre[r, width + j], zero)
-                    logit[r, j] = s
-                    log_a[r, j], log_b[r, j] = _coefficients(s, pre[r, 2 * width + j], zero, half)
+    for _ in prange(_units(rows)):
+        for r in _claimed_rows(claimed, rows):
+            for j in range(width):
+                s = _softplus(-pre[r, j], zero) - _softplus(-pre[r, width + j], zero)
+                logit[r, j] = s
+                log_a[r, j], log_b[r, j] = _coefficients(s, pre[r, 2 * width + j], zero, half)
 
 
 @parallel_kernel(cache=True, **_OPTS)
 def mingru_gradients(grad_log_a, grad_log_b, pre, zero, half, one):
     """``pre = [k | h~]`` (rows, 2H) overwritten by its gradient ``[dL/dk | dL/dh~]``."""
     rows, width = grad_log_a.shape
-    n_units = _units(rows)
     claimed = new_counter()
-    for _ in prange(n_units):
-        for unit in units(claimed, n_units):
-            for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
-                for j in range(width):
-                    pre[r, j], pre[r, width + j] = _logit_and_candidate_gradients(
-                        grad_log_a[r, j], grad_log_b[r, j], pre[r, j], pre[r, width + j], zero, half, one)
+    for _ in prange(_units(rows)):
+        for r in _claimed_rows(claimed, rows):
+            for j in range(width):
+                pre[r, j], pre[r, width + j] = _logit_and_candidate_gradients(
+                    grad_log_a[r, j], grad_log_b[r, j], pre[r, j], pre[r, width + j], zero, half, one)
 
 
 @parallel_kernel(cache=True, **_OPTS)
 def minlstm_gradients(grad_log_a, grad_log_b, logit, pre, zero, half, one):
     """``pre = [f | i | h~]`` (rows, 3H) overwritten by its gradient; ``logit`` as the forward stored it."""
     rows, width = grad_log_a.shape
-    n_units = _units(rows)
     claimed = new_counter()
-    for _ in prange(n_units):
-        for unit in units(claimed, n_units):
-            for r in range(unit * ROWS_PER_UNIT, min(rows, (unit + 1) * ROWS_PER_UNIT)):
-                for j in range(width):
-                    grad_s, grad_candidate = _logit_and_candidate_gradients(
-                        grad_log_a[r, j], grad_log_b[r, j], logit[r, j], pre[r, 2 * width + j], zero, half, one)
-                    # d logit / d f = -sigma(-f), d logit / d i = sigma(-i)
-                    pre[r, j] = -grad_s * _sigmoid_of_negative(pre[r, j], zero, one)
-                    pre[r, width + j] = grad_s * _sigmoid_of_negative(pre[r, width + j], zero, one)
-                    pre[r, 2 * width + j] = grad_candidate
+    for _ in prange(_units(rows)):
+        for r in _claimed_rows(claimed, rows):
+            for j in range(width):
+                grad_s, grad_candidate = _logit_and_candidate_gradients(
+                    grad_log_a[r, j], grad_log_b[r, j], logit[r, j], pre[r, 2 * width + j], zero, half, one)
+                # d logit / d f = -sigma(-f), d logit / d i = sigma(-i)
+                pre[r, j] = -grad_s * _sigmoid_of_negative(pre[r, j], zero, one)
+                pre[r, width + j] = grad_s * _sigmoid_of_negative(pre[r, width + j], zero, one)
+                pre[r, 2 * width + j] = grad_candidate
