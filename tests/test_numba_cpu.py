@@ -151,17 +151,21 @@ def assert_simd_in_every_version(row):
 
 
 def test_kernel_loops_are_vectorized():
-    """The forward passes' lane loops (every space, compensated or not, both directions) compile to SIMD."""
+    """The forward passes' lane loops (every space, compensated or not, both directions, output in place or
+    apart from the inputs) compile to SIMD."""
     from logscan.backends.numba_cpu import _steps
 
     a = np.zeros(64, np.float32)
     h = np.zeros(16, np.float32)
     for space, compensate in ((_steps.LOG, True), (_steps.LOG, False), (_steps.LINEAR, False)):
         for descending in (False, True):
-            _steps.forward_steps(space, compensate, a, 0, 16, a, 0, 16, a, 0, 16, h, h.copy(), 16, 2, descending)
+            for out in (a, np.zeros_like(a)):
+                _steps.forward_steps(space, compensate, a, 0, 16, a, 0, 16, out, 0, 16, h, h.copy(), 16, 2,
+                                     descending)
             _steps.forward_total(space, compensate, a, 0, 16, a, 0, 16, h.copy(), h.copy(), h.copy(), 16, 2,
                                  descending)
     for row in (_steps._log_compensated_row, _steps._log_row, _steps._linear_row, _steps._copy_row,
+                _steps._log_compensated_output_row, _steps._log_output_row, _steps._linear_output_row,
                 _steps._log_compensated_total_row, _steps._log_total_step_row, _steps._linear_total_step_row):
         assert_simd_in_every_version(row)
 

@@ -22,10 +22,12 @@ Otherwise the reverse passes read short rows ``ahead`` rows in advance with
 software prefetch (``_prefetch``; 0 for long rows and for tiles already in
 L1).
 
-Results are first written to the state array and then copied to the output
-row, so that an output that is the very same memory as ``log_b`` (in-place
-use) does not stop the vectorizer (its runtime overlap check would fail and
-fall back to scalar code).
+The forward writes each new state to the output row in the same loop over
+the lanes, except where the output shares memory with an input (in-place use,
+``out`` being ``log_b``): there LLVM's runtime overlap check would send that
+loop to its scalar version (9.8 against 1.3 ns per element, 512 lanes in
+cache), so the results go to the state array first and a second loop copies
+them to the output row.
 
 ``space`` is ``LOG`` (``h = logaddexp(log_a + h, log_b)``) or ``LINEAR``
 (``h = a h + b``).
@@ -111,6 +113,21 @@ def _copy_lane(i, dst, src):
     dst[i] = src[i]
 
 
+def _writing_output(lane):
+    """The step ``lane(i, ra, rb, h, ...)`` followed by ``ro[i] = h[i]``: one loop for the step and the output row.
+
+    (One loop less a row: float32, one thread, in cache, compensated, 64 lanes 2.50 to 2.35 and 512 lanes
+    1.73 to 1.68 ns per element, best of 40.)
+    """
+
+    @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+    def lane_and_output(i, ro, ra, rb, h, *state):
+        lane(i, ra, rb, h, *state)
+        ro[i] = h[i]
+
+    return lane_and_output
+
+
 # A run's total is a scan whose state is total_b, plus the decays composed in total_a.
 @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def _log_compensated_total_lane(i, ra, rb, total_a, total_b, total_b_low):
@@ -134,9 +151,19 @@ _log_compensated_row = lane_loop(_log_compensated_lane)
 _log_row = lane_loop(_log_lane)
 _linear_row = lane_loop(_linear_lane)
 _copy_row = lane_loop(_copy_lane)
+_log_compensated_output_row = lane_loop(_writing_output(_log_compensated_lane))
+_log_output_row = lane_loop(_writing_output(_log_lane))
+_linear_output_row = lane_loop(_writing_output(_linear_lane))
 _log_compensated_total_row = lane_loop(_log_compensated_total_lane)
 _log_total_step_row = lane_loop(_log_total_step_lane)
 _linear_total_step_row = lane_loop(_linear_total_step_lane)
+
+
+@njit(**_OPTS)
+def _overlap(x, y):
+    """True when the memory of the arrays ``x`` and ``y`` overlaps."""
+    px, py = x.ctypes.data, y.ctypes.data
+    return px < py + y.size * y.itemsize and py < px + x.size * x.itemsize
 
 
 @njit(**_OPTS)
@@ -152,9 +179,20 @@ def forward_steps(space, compensate, a, a_off, a_ts, b, b_off, b_ts, out, out_of
     end to end at falling addresses: a reversed scan; see the module
     docstring).
     """
+    apart = not (_overlap(out, a) or _overlap(out, b))
     for j in range(steps):
         ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
         rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
+        ro = out[out_off + j * out_ts: out_off + j * out_ts + n]
+        if apart:  # the step and the output row in one loop (see the module docstring)
+            if space == LOG:
+                if compensate:
+                    _log_compensated_output_row(n, descending, ro, ra, rb, h, h_low)
+                else:
+                    _log_output_row(n, descending, ro, ra, rb, h)
+            else:
+                _linear_output_row(n, descending, ro, ra, rb, h)
+            continue
         if space == LOG:
             if compensate:
                 _log_compensated_row(n, descending, ra, rb, h, h_low)
@@ -162,7 +200,7 @@ def forward_steps(space, compensate, a, a_off, a_ts, b, b_off, b_ts, out, out_of
                 _log_row(n, descending, ra, rb, h)
         else:
             _linear_row(n, descending, ra, rb, h)
-        _copy_row(n, descending, out[out_off + j * out_ts: out_off + j * out_ts + n], h)
+        _copy_row(n, descending, ro, h)
 
 
 @njit(**_OPTS)
