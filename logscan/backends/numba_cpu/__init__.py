@@ -264,8 +264,9 @@ def _lanes_in_place(x):
     decay per (batch, step) shared by every channel, the gradient of a sum of
     outputs) would send the streaming kernels to their gathered tiles, 10x
     slower at (8, 2048, 512) float32 (51 ms against 5 for ``logcumsumexp``).
-    Only the distinct values are written out, along a contiguous inner axis; the other broadcast
-    dimensions keep stride 0, so a single value costs one row.
+    Only the distinct values are written out, along a contiguous inner axis;
+    the other broadcast dimensions keep stride 0, so a single value costs one
+    row.
     """
     if x is None or x.strides[2] != 0 or x.shape[2] < ROWS_MIN_INNER:
         return x
