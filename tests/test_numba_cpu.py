@@ -152,7 +152,7 @@ def assert_simd_in_every_version(row):
 
 def test_kernel_loops_are_vectorized():
     """The forward passes' lane loops (every space, compensated or not, both directions, output in place or
-    apart from the inputs) compile to SIMD."""
+    apart from the inputs, called or inlined for narrow rows) compile to SIMD."""
     from logscan.backends.numba_cpu import _steps
 
     a = np.zeros(64, np.float32)
@@ -164,10 +164,18 @@ def test_kernel_loops_are_vectorized():
                                      descending)
             _steps.forward_total(space, compensate, a, 0, 16, a, 0, 16, h.copy(), h.copy(), h.copy(), 16, 2,
                                  descending)
-    for row in (_steps._log_compensated_row, _steps._log_row, _steps._linear_row, _steps._copy_row,
-                _steps._log_compensated_output_row, _steps._log_output_row, _steps._linear_output_row,
+    for row in (*_steps.WIDE_ROWS, *_steps.NARROW_ROWS,
                 _steps._log_compensated_total_row, _steps._log_total_step_row, _steps._linear_total_step_row):
         assert_simd_in_every_version(row)
+    # rows of 16 lanes took the build with the loops inlined: each of its 7 loops x 2 directions has to
+    # have kept its vector body there (LLVM names an inlined one vector.body<k>.i<m>)
+    checked = 0
+    for signature, ir in _steps._forward_steps_narrow.inspect_llvm().items():
+        if "float32" in str(signature[2]):
+            assert len(re.findall(r"^vector\.body[0-9]*\.i[0-9]*:", ir, re.MULTILINE)) >= 2 * len(_steps.NARROW_ROWS)
+            assert "<8 x float>" in ir or "<16 x float>" in ir
+            checked += 1
+    assert checked >= 1
 
 
 def test_backward_row_loops_are_vectorized():

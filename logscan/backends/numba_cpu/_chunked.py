@@ -238,10 +238,11 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
        others from the empty state, writing their rows of ``out``; each of
        those also sums its log a (compensated), noting the sum before each
        of its ``pieces`` pieces (``workspace[2 + j]``) and at its end
-       (``workspace[0]``); every chunk notes its last state
-       (``workspace[1]``). Chunk 0, which sums nothing, is ``first_weight``
-       times as long as the others (:func:`_split_starts`), so that the
-       threads finish together.
+       (``workspace[0]``); the last chunk stops summing where its last
+       piece begins, since no state leaves it. Every chunk notes its last
+       state (``workspace[1]``). Chunk 0, which sums nothing, is
+       ``first_weight`` times as long as the others (:func:`_split_starts`),
+       so that the threads finish together.
     2. Per channel, a sequential pass over the chunks gives the state
        entering each: ``carry_{k+1} = logaddexp(A_k + carry_k, R_k)``.
     3. Every piece of every chunk but the first folds its carry in, in
@@ -285,11 +286,13 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
                     workspace[2 + piece, chunk, c0 + lane] = total[lane]
                 p0 = min(t1, t0 + piece * piece_length)
                 p1 = min(t1, p0 + piece_length)
+                # chunk 0 needs no sum; the last chunk only the sums entering its pieces (step 3)
+                summed = chunk > 0 and (chunk < n_chunks - 1 or piece < pieces - 1)
                 for r0 in range(p0, p1, rows_per_block):
                     r1 = min(p1, r0 + rows_per_block)
                     forward_steps(LOG, True, a, off_a[0] + r0 * sa, sa, b, off_b[0] + r0 * sb, sb,
                                   out, off_out[0] + r0 * so, so, h, h_low, n, r1 - r0, _falling_sweep(1, n, sa, sb, so))
-                    if chunk > 0:  # the rows just read are still in cache
+                    if summed:  # the rows just read are still in cache
                         sum_log_decay(a, off_a[0] + r0 * sa, sa, total, total_low, wide, part, n, r1 - r0, zero,
                                       neg_inf)
             for lane in range(n):
