@@ -150,6 +150,18 @@ def assert_simd_in_every_version(row):
     assert checked >= 1, f"no float32 version of {row} was compiled"
 
 
+def assert_simd_where_inlined(kernel, rows):
+    """Every float32 version of ``kernel`` kept a vector body for each of the inlined lane loops ``rows`` in
+    each direction (rows of 16 lanes take such a build; LLVM names an inlined body vector.body<k>.i<m>)."""
+    checked = 0
+    for signature, ir in kernel.inspect_llvm().items():
+        if "float32" in str(signature):
+            assert len(re.findall(r"^vector\.body[0-9]*\.i[0-9]*:", ir, re.MULTILINE)) >= 2 * len(rows), signature
+            assert "<8 x float>" in ir or "<16 x float>" in ir, signature
+            checked += 1
+    assert checked >= 1, f"no float32 version of {kernel} was compiled"
+
+
 def test_kernel_loops_are_vectorized():
     """The forward passes' lane loops (every space, compensated or not, both directions, output in place or
     apart from the inputs, called or inlined for narrow rows) compile to SIMD."""
@@ -167,19 +179,12 @@ def test_kernel_loops_are_vectorized():
     for row in (*_steps.WIDE_ROWS, *_steps.NARROW_ROWS,
                 _steps._log_compensated_total_row, _steps._log_total_step_row, _steps._linear_total_step_row):
         assert_simd_in_every_version(row)
-    # rows of 16 lanes took the build with the loops inlined: each of its 7 loops x 2 directions has to
-    # have kept its vector body there (LLVM names an inlined one vector.body<k>.i<m>)
-    checked = 0
-    for signature, ir in _steps._forward_steps_narrow.inspect_llvm().items():
-        if "float32" in str(signature[2]):
-            assert len(re.findall(r"^vector\.body[0-9]*\.i[0-9]*:", ir, re.MULTILINE)) >= 2 * len(_steps.NARROW_ROWS)
-            assert "<8 x float>" in ir or "<16 x float>" in ir
-            checked += 1
-    assert checked >= 1
+    assert_simd_where_inlined(_steps._forward_steps_narrow, _steps.NARROW_ROWS)
 
 
 def test_backward_row_loops_are_vectorized():
-    """The reverse passes' lane loops (log and linear, gradients and totals, both directions) compile to SIMD."""
+    """The reverse passes' lane loops (log and linear, gradients and totals, both directions, called or inlined
+    for narrow rows) compile to SIMD."""
     from logscan.backends.numba_cpu import _steps
 
     n, steps = 16, 2
@@ -193,9 +198,10 @@ def test_backward_row_loops_are_vectorized():
                                   np.zeros(n, np.float32), n, steps, zero, neg_inf, descending, 0)
             _steps.backward_total(space, g, 0, n, a, 0, n, h, n, n, h, 0, n, np.ones(n, np.float32),
                                   np.zeros(n, np.float32), n, steps, zero, neg_inf, descending, 0)
-    for row in (_steps._log_backward_row, _steps._linear_backward_row, _steps._log_total_row,
+    for row in (*_steps.WIDE_BACKWARD_ROWS, *_steps.NARROW_BACKWARD_ROWS, _steps._log_total_row,
                 _steps._linear_total_row):
         assert_simd_in_every_version(row)
+    assert_simd_where_inlined(_steps._backward_steps_narrow, _steps.NARROW_BACKWARD_ROWS)
 
 
 # ----------------------------------------------------------------------------- every method x op

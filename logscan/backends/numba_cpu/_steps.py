@@ -29,6 +29,10 @@ loop to its scalar version (9.8 against 1.3 ns per element, 512 lanes in
 cache), so the results go to the state array first and a second loop copies
 them to the output row.
 
+Rows of at most ``NARROW_LANES`` lanes take builds of :func:`forward_steps`
+and :func:`backward_steps` with the lane loops inlined into the loop over
+time, which spares a call per row; wider rows keep the calls.
+
 ``space`` is ``LOG`` (``h = logaddexp(log_a + h, log_b)``) or ``LINEAR``
 (``h = a h + b``).
 """
@@ -47,10 +51,11 @@ LINEAR = 1
 # own, and with it every per-row slice cost a pair of out-of-line atomic NRT_incref/NRT_decref calls
 # (measured: the float32 backward of 64 lanes, 1.75 -> 1.35 ns per element in cache, 3.7 -> 1.7 out of it).
 _OPTS = dict(fastmath=FASTMATH, error_model="numpy", boundscheck=False, _nrt=False)
-# Up to this many lanes a row, the forward's lane loops are inlined into its loop over time: a call costs
-# ~18 ns, much of a narrow row. (Float32, compensated, one thread, in cache, best of 30, ns per element:
-# 16 lanes 4.52 -> 2.91, 32 lanes 3.08 -> 2.20, 64 lanes 2.30 -> 2.13; 128 lanes 1.53 -> 1.67 and 512 lanes
-# 1.30 -> 1.76, where LLVM rebuilds the step's ~24 vector constants in every row.)
+# Up to this many lanes a row, the lane loops of forward_steps and backward_steps are inlined into their loop
+# over time: a call costs ~18 ns, much of a narrow row. (Forward, float32, compensated, one thread, in cache,
+# best of 30, ns per element: 16 lanes 4.52 -> 2.91, 32 lanes 3.08 -> 2.20, 64 lanes 2.30 -> 2.13; but 128
+# lanes 1.53 -> 1.67 and 512 lanes 1.30 -> 1.76, where LLVM rebuilds the step's ~24 vector constants in every
+# row. Backward at full shape, (1, 65536, 64): 20.0 -> 17.4 ms median. docs/performance.rst has the rest.)
 NARROW_LANES = 64
 
 
@@ -385,8 +390,53 @@ def _linear_backward_lane(i, rg, ra, rhp, rga, rgb, carry):
     rgb[i] = d
 
 
-_log_backward_row = lane_loop(_log_backward_lane)
-_linear_backward_row = lane_loop(_linear_backward_lane)
+def _backward_rows(inline):
+    """The reverse pass's lane loops, called or inlined (see ``NARROW_LANES``): log space, linear space."""
+    return lane_loop(_log_backward_lane, inline), lane_loop(_linear_backward_lane, inline)
+
+
+NARROW_BACKWARD_ROWS = _backward_rows(inline=True)
+WIDE_BACKWARD_ROWS = _backward_rows(inline=False)
+
+
+def _backward_steps_kernel(rows):
+    """:func:`backward_steps` built on the lane loops ``rows`` (``NARROW_BACKWARD_ROWS`` or ``WIDE_BACKWARD_ROWS``)."""
+    log_backward_row, linear_backward_row = rows
+
+    @njit(**_OPTS)
+    def steps_kernel(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_off, h_ts, h_prev, hp_off, hp_ts,
+                     grad_a, ga_off, ga_ts, grad_b, gb_off, gb_ts, carry, n, steps, zero, neg_inf, descending,
+                     ahead):
+        for jj in range(steps):
+            j = steps - 1 - jj
+            if ahead > 0 and j >= ahead:
+                k = j - ahead
+                prefetch_row(g, g_off + k * g_ts, n, False)
+                prefetch_row(a, a_off + k * a_ts, n, False)
+                if space == LOG:
+                    prefetch_row(b, b_off + k * b_ts, n, False)
+                    prefetch_row(h, h_off + k * h_ts, n, False)  # h_prev is h one row back: fetched with it
+                else:
+                    prefetch_row(h_prev, hp_off + k * hp_ts, n, False)
+                prefetch_row(grad_a, ga_off + k * ga_ts, n, True)
+                prefetch_row(grad_b, gb_off + k * gb_ts, n, True)
+            rg = g[g_off + j * g_ts: g_off + j * g_ts + n]
+            ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
+            rhp = h_prev[hp_off + j * hp_ts: hp_off + j * hp_ts + n]
+            rga = grad_a[ga_off + j * ga_ts: ga_off + j * ga_ts + n]
+            rgb = grad_b[gb_off + j * gb_ts: gb_off + j * gb_ts + n]
+            if space == LOG:
+                rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
+                rh = h[h_off + j * h_ts: h_off + j * h_ts + n]
+                log_backward_row(n, descending, rg, ra, rb, rh, rhp, rga, rgb, carry, zero, neg_inf)
+            else:
+                linear_backward_row(n, descending, rg, ra, rhp, rga, rgb, carry)
+
+    return steps_kernel
+
+
+_backward_steps_narrow = _backward_steps_kernel(NARROW_BACKWARD_ROWS)
+_backward_steps_wide = _backward_steps_kernel(WIDE_BACKWARD_ROWS)
 
 
 @njit(**_OPTS)
@@ -409,32 +459,17 @@ def backward_steps(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_o
     512 lanes, one thread, out of cache). ``carry`` holds ``u w`` of the row
     before as the loop goes, and what leaves the run at the end. With
     ``descending`` the lanes go from the last to the first (see the module
-    docstring).
+    docstring). Rows of at most ``NARROW_LANES`` lanes take the build with
+    the lane loop inlined (same bits).
     """
-    for jj in range(steps):
-        j = steps - 1 - jj
-        if ahead > 0 and j >= ahead:
-            k = j - ahead
-            prefetch_row(g, g_off + k * g_ts, n, False)
-            prefetch_row(a, a_off + k * a_ts, n, False)
-            if space == LOG:
-                prefetch_row(b, b_off + k * b_ts, n, False)
-                prefetch_row(h, h_off + k * h_ts, n, False)  # h_prev is h one row back: fetched with it
-            else:
-                prefetch_row(h_prev, hp_off + k * hp_ts, n, False)
-            prefetch_row(grad_a, ga_off + k * ga_ts, n, True)
-            prefetch_row(grad_b, gb_off + k * gb_ts, n, True)
-        rg = g[g_off + j * g_ts: g_off + j * g_ts + n]
-        ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
-        rhp = h_prev[hp_off + j * hp_ts: hp_off + j * hp_ts + n]
-        rga = grad_a[ga_off + j * ga_ts: ga_off + j * ga_ts + n]
-        rgb = grad_b[gb_off + j * gb_ts: gb_off + j * gb_ts + n]
-        if space == LOG:
-            rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
-            rh = h[h_off + j * h_ts: h_off + j * h_ts + n]
-            _log_backward_row(n, descending, rg, ra, rb, rh, rhp, rga, rgb, carry, zero, neg_inf)
-        else:
-            _linear_backward_row(n, descending, rg, ra, rhp, rga, rgb, carry)
+    if n <= NARROW_LANES:
+        _backward_steps_narrow(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_off, h_ts, h_prev, hp_off,
+                               hp_ts, grad_a, ga_off, ga_ts, grad_b, gb_off, gb_ts, carry, n, steps, zero, neg_inf,
+                               descending, ahead)
+    else:
+        _backward_steps_wide(space, g, g_off, g_ts, a, a_off, a_ts, b, b_off, b_ts, h, h_off, h_ts, h_prev, hp_off,
+                             hp_ts, grad_a, ga_off, ga_ts, grad_b, gb_off, gb_ts, carry, n, steps, zero, neg_inf,
+                             descending, ahead)
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
