@@ -176,10 +176,11 @@ def test_kernel_loops_are_vectorized():
                                      descending)
             _steps.forward_total(space, compensate, a, 0, 16, a, 0, 16, h.copy(), h.copy(), h.copy(), 16, 2,
                                  descending)
-    for row in (*_steps.WIDE_ROWS, *_steps.NARROW_ROWS,
+    for row in (_steps._log_compensated_row, _steps._log_row, _steps._linear_row, _steps._copy_row,
+                *_steps.WIDE_OUTPUT_ROWS, *_steps.NARROW_OUTPUT_ROWS,
                 _steps._log_compensated_total_row, _steps._log_total_step_row, _steps._linear_total_step_row):
         assert_simd_in_every_version(row)
-    assert_simd_where_inlined(_steps._forward_steps_narrow, _steps.NARROW_ROWS)
+    assert_simd_where_inlined(_steps._forward_steps_narrow, _steps.NARROW_OUTPUT_ROWS)
 
 
 def test_backward_row_loops_are_vectorized():

@@ -31,7 +31,8 @@ them to the output row.
 
 Rows of at most ``NARROW_LANES`` lanes take builds of :func:`forward_steps`
 and :func:`backward_steps` with the lane loops inlined into the loop over
-time, which spares a call per row; wider rows keep the calls.
+time, which spares a call per row; wider rows keep the calls, and so do
+in-place forwards (fewer inlined loops, less to compile).
 
 ``space`` is ``LOG`` (``h = logaddexp(log_a + h, log_b)``) or ``LINEAR``
 (``h = a h + b``).
@@ -171,26 +172,30 @@ def _overlap(x, y):
     return px < py + y.size * y.itemsize and py < px + x.size * x.itemsize
 
 
-def _forward_rows(inline):
-    """The forward's lane loops, called or inlined (see ``NARROW_LANES``): step and output in one loop, for
-    log space compensated, log space, linear space; the step alone, for the same three; the copy."""
+_log_compensated_row = lane_loop(_log_compensated_lane)
+_log_row = lane_loop(_log_lane)
+_linear_row = lane_loop(_linear_lane)
+_copy_row = lane_loop(_copy_lane)
+
+
+def _output_rows(inline):
+    """The forward's loops that step and write the output row, called or inlined (see ``NARROW_LANES``): log
+    space compensated, log space, linear space."""
     return (lane_loop(_writing_output(_log_compensated_lane), inline),
             lane_loop(_writing_output(_log_lane), inline),
-            lane_loop(_writing_output(_linear_lane), inline),
-            lane_loop(_log_compensated_lane, inline),
-            lane_loop(_log_lane, inline),
-            lane_loop(_linear_lane, inline),
-            lane_loop(_copy_lane, inline))
+            lane_loop(_writing_output(_linear_lane), inline))
 
 
-NARROW_ROWS = _forward_rows(inline=True)
-WIDE_ROWS = _forward_rows(inline=False)
+NARROW_OUTPUT_ROWS = _output_rows(inline=True)
+WIDE_OUTPUT_ROWS = _output_rows(inline=False)
 
 
-def _forward_steps_kernel(rows):
-    """:func:`forward_steps` built on the lane loops ``rows`` (``NARROW_ROWS`` or ``WIDE_ROWS``)."""
-    (log_compensated_output_row, log_output_row, linear_output_row,
-     log_compensated_row, log_row, linear_row, copy_row) = rows
+def _forward_steps_kernel(output_rows):
+    """:func:`forward_steps` built on ``output_rows`` (``NARROW_OUTPUT_ROWS`` or ``WIDE_OUTPUT_ROWS``).
+
+    In-place calls (rare) take the called loops in both builds: fewer loops inlined, less to compile.
+    """
+    log_compensated_output_row, log_output_row, linear_output_row = output_rows
 
     @njit(**_OPTS)
     def steps_kernel(space, compensate, a, a_off, a_ts, b, b_off, b_ts, out, out_off, out_ts, h, h_low, n, steps,
@@ -211,18 +216,18 @@ def _forward_steps_kernel(rows):
                 continue
             if space == LOG:
                 if compensate:
-                    log_compensated_row(n, descending, ra, rb, h, h_low)
+                    _log_compensated_row(n, descending, ra, rb, h, h_low)
                 else:
-                    log_row(n, descending, ra, rb, h)
+                    _log_row(n, descending, ra, rb, h)
             else:
-                linear_row(n, descending, ra, rb, h)
-            copy_row(n, descending, ro, h)
+                _linear_row(n, descending, ra, rb, h)
+            _copy_row(n, descending, ro, h)
 
     return steps_kernel
 
 
-_forward_steps_narrow = _forward_steps_kernel(NARROW_ROWS)
-_forward_steps_wide = _forward_steps_kernel(WIDE_ROWS)
+_forward_steps_narrow = _forward_steps_kernel(NARROW_OUTPUT_ROWS)
+_forward_steps_wide = _forward_steps_kernel(WIDE_OUTPUT_ROWS)
 
 
 @njit(**_OPTS)
