@@ -73,6 +73,11 @@ BLOCK_BYTES = 16384     # rows per block in forward_split: its rows of log a are
 # bigger tiles save per-tile calls ((4096, 2048) along axis -1: forward 9.9 ms at 1024, 7.5 at 8192).
 TILE_ELEMENTS = 8192
 
+# Constants passed to the step kernels go as np.int64(...) / np.bool_(...): numba compiles a separate
+# version of a callee for every literal argument (0, False, LOG), and each top-level kernel links in and
+# generates machine code for every version it calls. Typed as run-time values, the tile paths, the first
+# row and every kernel share one version of each step kernel.
+
 # forward geometry rows
 _A, _B, _OUT, _H0 = 0, 1, 2, 3
 # backward geometry rows
@@ -146,6 +151,7 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
     n_groups = group_count(outer, inner, W, rows_mode)
     tile_steps = max(1, TILE_ELEMENTS // W)
     dtype = out.dtype
+    origin, rising = np.int64(0), np.bool_(False)
 
     # ---------------------------------------------------------------- chunk totals
     if n_chunks > 1:
@@ -154,7 +160,7 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
         for _ in prange(n_units):
             for unit in units(claimed, n_units):
                 group, chunk = unit // (n_chunks - 1), unit % (n_chunks - 1)
-                n, lane_o, lane_i, offsets = _group(geo, 2, group, outer, inner, W, rows_mode)
+                n, lane_o, lane_i, offsets = _group(geo, np.int64(2), group, outer, inner, W, rows_mode)
                 off_a, off_b = offsets[_A], offsets[_B]
                 total_a = np.full(W, identity_a, dtype)
                 total_b = np.full(W, identity_b, dtype)
@@ -172,8 +178,8 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
                         m = min(tile_steps, t1 - tt)
                         gather(a, off_a, sa, tt, tile_a, W, n, m)
                         gather(b, off_b, sb, tt, tile_b, W, n, m)
-                        forward_total(space, compensate, tile_a, 0, W, tile_b, 0, W, total_a, total_b,
-                                      total_b_low, n, m, False)
+                        forward_total(space, compensate, tile_a, origin, W, tile_b, origin, W, total_a, total_b,
+                                      total_b_low, n, m, rising)
                 for lane in range(n):
                     c = lane_o[lane] * inner + lane_i[lane]
                     workspace[0, chunk, c] = total_a[lane]
@@ -200,7 +206,7 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
     for _ in prange(n_units):
         for unit in units(claimed, n_units):
             group, chunk = unit // n_chunks, unit % n_chunks
-            n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, rows_mode)
+            n, lane_o, lane_i, offsets = _group(geo, np.int64(3), group, outer, inner, W, rows_mode)
             off_a, off_b, off_out = offsets[_A], offsets[_B], offsets[_OUT]
             h = np.empty(W, dtype)
             h_low = np.zeros(W, dtype)
@@ -223,7 +229,8 @@ def forward(space, compensate, a, b, out, h0, geo, has_h0, outer, T, inner, W, r
                     m = min(tile_steps, t1 - tt)
                     gather(a, off_a, sa, tt, tile_a, W, n, m)
                     gather(b, off_b, sb, tt, tile_b, W, n, m)
-                    forward_steps(space, compensate, tile_a, 0, W, tile_b, 0, W, tile_out, 0, W, h, h_low, n, m, False)
+                    forward_steps(space, compensate, tile_a, origin, W, tile_b, origin, W, tile_out, origin, W,
+                                  h, h_low, n, m, rising)
                     scatter(tile_out, out, off_out, so, tt, W, n, m)
 
 
@@ -261,6 +268,7 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
     n_groups = group_count(outer, inner, W, True)
     dtype = out.dtype
     sa, sb, so = geo[_A, TIME], geo[_B, TIME], geo[_OUT, TIME]
+    space, compensate = np.int64(LOG), np.bool_(True)
 
     # ---------------------------------------------------------------- 1. all chunks at once
     n_units = n_groups * n_chunks
@@ -268,7 +276,7 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
     for _ in prange(n_units):
         for unit in units(claimed, n_units):
             group, chunk = unit // n_chunks, unit % n_chunks
-            n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, True)
+            n, lane_o, lane_i, offsets = _group(geo, np.int64(3), group, outer, inner, W, np.bool_(True))
             off_a, off_b, off_out = offsets[_A], offsets[_B], offsets[_OUT]
             h = np.full(W, neg_inf, dtype)
             h_low = np.zeros(W, dtype)
@@ -290,7 +298,7 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
                 summed = chunk > 0 and (chunk < n_chunks - 1 or piece < pieces - 1)
                 for r0 in range(p0, p1, rows_per_block):
                     r1 = min(p1, r0 + rows_per_block)
-                    forward_steps(LOG, True, a, off_a[0] + r0 * sa, sa, b, off_b[0] + r0 * sb, sb,
+                    forward_steps(space, compensate, a, off_a[0] + r0 * sa, sa, b, off_b[0] + r0 * sb, sb,
                                   out, off_out[0] + r0 * so, so, h, h_low, n, r1 - r0, _falling_sweep(1, n, sa, sb, so))
                     if summed:  # the rows just read are still in cache
                         sum_log_decay(a, off_a[0] + r0 * sa, sa, total, total_low, wide, part, n, r1 - r0, zero,
@@ -315,7 +323,7 @@ def forward_split(a, b, out, h0, geo, has_h0, outer, T, inner, W, n_chunks, piec
         for unit in units(claimed, n_units):
             group, rest = unit // ((n_chunks - 1) * pieces), unit % ((n_chunks - 1) * pieces)
             chunk, piece = 1 + rest // pieces, rest % pieces
-            n, lane_o, lane_i, offsets = _group(geo, 3, group, outer, inner, W, True)
+            n, lane_o, lane_i, offsets = _group(geo, np.int64(3), group, outer, inner, W, np.bool_(True))
             off_a, off_out = offsets[_A], offsets[_OUT]
             c0 = lane_o[0] * inner + lane_i[0]
             carry = np.empty(W, dtype)
@@ -345,6 +353,7 @@ def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lan
                                                   lane_offs[4], lane_offs[5])
     sg, sa, sb, sh = geo[_G, TIME], geo[_BA, TIME], geo[_BB, TIME], geo[_BH, TIME]
     sga, sgb = geo[_GA, TIME], geo[_GB, TIME]
+    origin, rising = np.int64(0), np.bool_(False)
     if direct:
         # rows with a previous row in memory, then step 0 with the initial state
         descending = _falling_sweep(-1, n, sg, sa, sb, sh, sga, sgb)
@@ -363,12 +372,12 @@ def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lan
                                descending, ahead)
         if t0 == 0:
             if total_only:
-                backward_total(space, g, off_g[0], sg, a, off_a[0], sa, h, off_h[0], sh, h_first, 0, 0,
-                               product, carry, n, 1, zero, neg_inf, descending, 0)
+                backward_total(space, g, off_g[0], sg, a, off_a[0], sa, h, off_h[0], sh, h_first, origin, origin,
+                               product, carry, n, np.int64(1), zero, neg_inf, descending, origin)
             else:
                 backward_steps(space, g, off_g[0], sg, a, off_a[0], sa, b, off_b[0], sb, h, off_h[0], sh,
-                               h_first, 0, 0, grad_a, off_ga[0], sga, grad_b, off_gb[0], sgb,
-                               carry, n, 1, zero, neg_inf, descending, 0)
+                               h_first, origin, origin, grad_a, off_ga[0], sga, grad_b, off_gb[0], sgb,
+                               carry, n, np.int64(1), zero, neg_inf, descending, origin)
         return
     tile_g, tile_a, tile_b, tile_h, tile_hp, tile_ga, tile_gb = (tiles[0], tiles[1], tiles[2], tiles[3],
                                                                  tiles[4], tiles[5], tiles[6])
@@ -390,11 +399,12 @@ def _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, t1, lan
                 tile_hp[lane] = h_first[lane]
             gather(h, off_h, sh, 0, tile_hp[W:], W, n, m - 1)
         if total_only:
-            backward_total(space, tile_g, 0, W, tile_a, 0, W, tile_h, 0, W, tile_hp, 0, W,
-                           product, carry, n, m, zero, neg_inf, False, 0)
+            backward_total(space, tile_g, origin, W, tile_a, origin, W, tile_h, origin, W, tile_hp, origin, W,
+                           product, carry, n, m, zero, neg_inf, rising, origin)
         else:
-            backward_steps(space, tile_g, 0, W, tile_a, 0, W, tile_b, 0, W, tile_h, 0, W, tile_hp, 0, W,
-                           tile_ga, 0, W, tile_gb, 0, W, carry, n, m, zero, neg_inf, False, 0)
+            backward_steps(space, tile_g, origin, W, tile_a, origin, W, tile_b, origin, W, tile_h, origin, W,
+                           tile_hp, origin, W, tile_ga, origin, W, tile_gb, origin, W, carry, n, m, zero, neg_inf,
+                           rising, origin)
             scatter(tile_ga, grad_a, off_ga, sga, tt, W, n, m)
             scatter(tile_gb, grad_b, off_gb, sgb, tt, W, n, m)
 
@@ -415,13 +425,14 @@ def backward(space, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo, has_h0, outer,
         for _ in prange(n_units):
             for unit in units(claimed, n_units):
                 group, chunk = unit // (n_chunks - 1), 1 + unit % (n_chunks - 1)
-                n, lane_o, lane_i, lane_offs = _group(geo, 6, group, outer, inner, W, rows_mode)
+                n, lane_o, lane_i, lane_offs = _group(geo, np.int64(6), group, outer, inner, W, rows_mode)
                 product = np.ones(W, dtype)
                 carry = np.full(W, zero, dtype)
                 tiles = np.empty((1, 1), dtype) if direct else np.empty((7, W * tile_steps), dtype)
                 t0 = chunk * length
                 _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, min(T, t0 + length),
-                              lane_offs, carry, carry, n, tile_steps, tiles, True, product, zero, neg_inf)
+                              lane_offs, carry, carry, n, tile_steps, tiles, np.bool_(True), product, zero,
+                              neg_inf)
                 for lane in range(n):
                     c = lane_o[lane] * inner + lane_i[lane]
                     workspace[0, chunk, c] = product[lane]
@@ -441,7 +452,7 @@ def backward(space, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo, has_h0, outer,
     for _ in prange(n_units):
         for unit in units(claimed, n_units):
             group, chunk = unit // n_chunks, unit % n_chunks
-            n, lane_o, lane_i, lane_offs = _group(geo, 6, group, outer, inner, W, rows_mode)
+            n, lane_o, lane_i, lane_offs = _group(geo, np.int64(6), group, outer, inner, W, rows_mode)
             carry = np.full(W, zero, dtype)
             if chunk < n_chunks - 1:
                 for lane in range(n):
@@ -452,7 +463,7 @@ def backward(space, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo, has_h0, outer,
             tiles = np.empty((1, 1), dtype) if direct else np.empty((7, W * tile_steps), dtype)
             t0 = chunk * length
             _backward_run(space, g, a, b, h, grad_a, grad_b, geo, W, direct, t0, min(T, t0 + length),
-                          lane_offs, h_first, carry, n, tile_steps, tiles, False, carry, zero, neg_inf)
+                          lane_offs, h_first, carry, n, tile_steps, tiles, np.bool_(False), carry, zero, neg_inf)
             if chunk == 0 and has_h0:
                 # the carry leaving step 0 is w_0 u_0 (log) or a_0 d_0 (linear): the gradient of h0
                 store_state(carry, grad_h0, geo, _GH0, lane_o, lane_i, n)
