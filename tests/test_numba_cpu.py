@@ -155,7 +155,7 @@ def assert_simd_where_inlined(kernel, rows, descending_at):
     each direction (rows of 16 lanes take such a build; LLVM names an inlined body vector.body<k>.i<m>).
 
     ``descending_at``: where the direction is in the kernel's arguments. A version that numba compiled for a
-    literal direction (a caller passing a constant, as the tile paths do) has that one only.
+    literal direction (a caller passing a constant; the package's kernels pass ``np.bool_``) has that one only.
     """
     checked = 0
     for signature, ir in kernel.inspect_llvm().items():
