@@ -24,6 +24,7 @@ from numba import types  # noqa: E402  (numba is there: the backend imported it)
 import logscan  # noqa: E402
 from logscan import reference  # noqa: E402
 from logscan.backends.numba_cpu import _vmath  # noqa: E402
+from tests.helpers import assert_same_bits  # noqa: E402
 
 METHODS = ("sequential", "chunked", "hillis_steele", "blelloch")
 DTYPES = (np.float32, np.float64)
@@ -324,6 +325,33 @@ def test_in_place_out_is_log_b(method):
         got = logscan.scan(log_a, buffer, axis=1, method=method, backend="numba", out=buffer)
         assert got is buffer or np.shares_memory(got, buffer)
         np.testing.assert_allclose(buffer, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("method", ["sequential", "chunked"])
+def test_two_loop_step_has_the_bits_of_the_one_loop_step(method, dtype):
+    """With the output apart from the inputs the forward takes each log-space step in two loops over the lanes
+    (exp(-|x - log_b|) into the output row, then the rest); in place it takes the step in one loop. Rows of 16,
+    64 (inlined builds) and 200 lanes (called loops), both directions, with -inf, +inf and nan: same values,
+    nan in the same places."""
+    rng = np.random.default_rng(12)
+    special = np.array([-np.inf, np.inf, np.nan, 0.0, 80.0, -80.0])
+    for lanes in (16, 64, 200):
+        shape = (2, 150, lanes)
+        log_a = -np.logaddexp(0, -rng.normal(size=shape))
+        log_b = rng.normal(scale=3, size=shape)
+        for x in (log_a, log_b):
+            hit = rng.random(shape) < 0.01
+            x[hit] = rng.choice(special, int(hit.sum()))
+        log_a, log_b = log_a.astype(dtype), log_b.astype(dtype)
+        for reverse in (False, True):
+            label = (lanes, reverse)
+            apart = logscan.scan(log_a, log_b, axis=1, reverse=reverse, method=method, backend="numba")
+            in_place = log_b.copy()
+            logscan.scan(log_a, in_place, axis=1, reverse=reverse, method=method, backend="numba", out=in_place)
+            nan = np.isnan(apart)
+            assert nan.any() and (nan == np.isnan(in_place)).all(), label
+            assert_same_bits(apart[~nan], in_place[~nan], what=str(label))
 
 
 def test_nan_propagates_forward_and_backward():

@@ -22,12 +22,21 @@ Otherwise the reverse passes read short rows ``ahead`` rows in advance with
 software prefetch (``_prefetch``; 0 for long rows and for tiles already in
 L1).
 
-The forward writes each new state to the output row in the same loop over
-the lanes, except where the output shares memory with an input (in-place use,
-``out`` being ``log_b``): there LLVM's runtime overlap check would send that
-loop to its scalar version (9.8 against 1.3 ns per element, 512 lanes in
-cache), so the results go to the state array first and a second loop copies
-them to the output row.
+The forward's log-space step takes two loops over the lanes of a row: the
+first keeps the decayed state ``x = log_a + h`` in ``h`` and writes the ratio
+``exp(-|x - log_b|)`` into the output row, the second finishes the
+``logaddexp`` from it (the ``log1p`` and the sums) and writes the new state
+over it. One step is a chain of ~80 cycles of dependent operations per vector
+of lanes, and the core keeps only so many operations in flight: two chains
+of half the length keep about twice the lanes going (float32, one thread, in
+cache: 512 lanes 1.50 to 1.25 ns per element, 64 lanes 1.86 to 1.60; same bits;
+see docs/performance.rst). The linear step writes the output row in its one
+loop. Where the output shares memory with an input (in-place use, ``out``
+being ``log_b``) the log step stays one loop (the output row is ``log_b``,
+still to be read): the results go to the state array first and a second loop
+copies them to the output row (a loop writing the output row would run
+scalar there, behind LLVM's runtime overlap check: 9.8 against 1.3 ns per
+element, 512 lanes in cache).
 
 Rows of at most ``NARROW_LANES`` lanes take builds of :func:`forward_steps`
 and :func:`backward_steps` with the lane loops inlined into the loop over
@@ -44,7 +53,15 @@ import numpy as np
 from numba import njit
 
 from logscan.backends.numba_cpu._prefetch import prefetch_row
-from logscan.backends.numba_cpu._vmath import FASTMATH, vexp, vlogaddexp, vlogaddexp_compensated
+from logscan.backends.numba_cpu._vmath import (
+    FASTMATH,
+    vexp,
+    vlogaddexp,
+    vlogaddexp_compensated,
+    vlogaddexp_compensated_from_ratio,
+    vlogaddexp_from_ratio,
+    vlogaddexp_ratio,
+)
 
 LOG = 0
 LINEAR = 1
@@ -126,6 +143,35 @@ def _copy_lane(i, dst, src):
     dst[i] = src[i]
 
 
+# The forward's log-space step in two loops over the lanes (see the module docstring): the first keeps the
+# decayed state in ``h`` (and ``h_low``) and puts the ratio exp(-|x - log_b|) in the output row, the second
+# finishes the step from it and writes the new state over it.
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _log_compensated_ratio_lane(i, ro, ra, rb, h, h_low):
+    x, low = _decayed_state(ra[i], h[i], h_low[i])
+    h[i], h_low[i] = x, low
+    ro[i] = vlogaddexp_ratio(x, rb[i])
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _log_compensated_finish_lane(i, ro, rb, h, h_low):
+    h[i], h_low[i] = vlogaddexp_compensated_from_ratio(h[i], rb[i], h_low[i], ro[i])
+    ro[i] = h[i]
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _log_ratio_lane(i, ro, ra, rb, h):
+    x = ra[i] + h[i]
+    h[i] = x
+    ro[i] = vlogaddexp_ratio(x, rb[i])
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def _log_finish_lane(i, ro, rb, h):
+    h[i] = vlogaddexp_from_ratio(h[i], rb[i], ro[i])
+    ro[i] = h[i]
+
+
 def _writing_output(lane):
     """The step ``lane(i, ra, rb, h, ...)`` followed by ``ro[i] = h[i]``: one loop for the step and the output row.
 
@@ -180,9 +226,9 @@ _copy_row = lane_loop(_copy_lane)
 
 def _output_rows(inline):
     """The forward's loops that step and write the output row, called or inlined (see ``NARROW_LANES``): log
-    space compensated, log space, linear space."""
-    return (lane_loop(_writing_output(_log_compensated_lane), inline),
-            lane_loop(_writing_output(_log_lane), inline),
+    space compensated (two loops), log space (two loops), linear space."""
+    return (lane_loop(_log_compensated_ratio_lane, inline), lane_loop(_log_compensated_finish_lane, inline),
+            lane_loop(_log_ratio_lane, inline), lane_loop(_log_finish_lane, inline),
             lane_loop(_writing_output(_linear_lane), inline))
 
 
@@ -195,7 +241,8 @@ def _forward_steps_kernel(output_rows):
 
     In-place calls (rare) take the called loops in both builds: fewer loops inlined, less to compile.
     """
-    log_compensated_output_row, log_output_row, linear_output_row = output_rows
+    (log_compensated_ratio_row, log_compensated_finish_row, log_ratio_row, log_finish_row,
+     linear_output_row) = output_rows
 
     @njit(**_OPTS)
     def steps_kernel(space, compensate, a, a_off, a_ts, b, b_off, b_ts, out, out_off, out_ts, h, h_low, n, steps,
@@ -208,9 +255,11 @@ def _forward_steps_kernel(output_rows):
             if apart:  # the step and the output row in one loop (see the module docstring)
                 if space == LOG:
                     if compensate:
-                        log_compensated_output_row(n, descending, ro, ra, rb, h, h_low)
+                        log_compensated_ratio_row(n, descending, ro, ra, rb, h, h_low)
+                        log_compensated_finish_row(n, descending, ro, rb, h, h_low)
                     else:
-                        log_output_row(n, descending, ro, ra, rb, h)
+                        log_ratio_row(n, descending, ro, ra, rb, h)
+                        log_finish_row(n, descending, ro, rb, h)
                 else:
                     linear_output_row(n, descending, ro, ra, rb, h)
                 continue

@@ -38,6 +38,9 @@ scan loops that call them vectorize (``<16 x float>`` on AVX-512).
     scans, the softplus avoids both divisions of ``log1p``: ``e = exp(d)``
     lies in ``[0, 1]`` and ``log1p(e) = e Q(e)`` with a degree-9 polynomial
     ``Q`` (relative error 5e-9); float64 uses ``log1p64(exp64(d))``.
+    It also comes in two halves, ``vlogaddexp_ratio(x, y) = exp(-|x - y|)``
+    and ``vlogaddexp_from_ratio``, with the same bits as the whole, so that a
+    loop can run each half as a loop of its own (``_steps``).
 
 Each function has a float32 and a float64 implementation, each computing in
 its own precision; the generic names dispatch on the argument type at
@@ -253,19 +256,22 @@ _EXP_FLUSH_32 = _F(-87.33)  # below this exp(x) < 2**-126: flushed to 0 in the s
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def softplus_nonpositive32(d):
-    """log1p(exp(d)) for d <= 0 (d = -inf gives exactly 0), without a division.
+def exp_nonpositive32(d):
+    """exp(d) for d <= 0, results below 2**-126 flushed to 0 (d = -inf gives exactly 0): softplus's first half.
 
-    exp as in :func:`exp32` (the same :func:`_exp_polynomial32`) but with one
-    scale factor, results below 2**-126 flushed to 0 (they could change a
-    sum of logs by less than 1e-37); then log1p(e) for e in [0, 1] as
-    e * Q(e), a degree-9 polynomial.
+    As :func:`exp32` (the same :func:`_exp_polynomial32`) but with one scale
+    factor; what is flushed could change a sum of logs by less than 1e-37.
     """
     dc = d if d > _EXP_FLUSH_32 else _EXP_FLUSH_32
     n_float = (dc * _LOG2E_32 + _ROUND_32) - _ROUND_32
     r = (dc - n_float * _LN2_HI_32) - n_float * _LN2_LO_32
     e = _exp_polynomial32(r) * pow2_32(n_float)
-    e = e if d > _EXP_FLUSH_32 else _F(0.0)
+    return e if d > _EXP_FLUSH_32 else _F(0.0)
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+def log1p_unit32(e):
+    """log1p(e) for e in [0, 1] without a division: e * Q(e), a degree-9 polynomial (softplus's second half)."""
     e2 = e * e  # Q in second-order Horner form too (see the module docstring)
     q = (_Q32[7] + e * _Q32[8]) + e2 * _Q32[9]
     q = (_Q32[5] + e * _Q32[6]) + e2 * q
@@ -276,11 +282,11 @@ def softplus_nonpositive32(d):
 
 
 @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def logaddexp32(x, y):
-    d = x - y
-    larger = x if x > y else y
-    r = larger + softplus_nonpositive32(-abs(d))
-    return r if d == d else x + y      # d is nan for a nan operand (x + y: nan) and equal infinities (x + y: x)
+def softplus_nonpositive32(d):
+    """log1p(exp(d)) for d <= 0 (d = -inf gives exactly 0), without a division."""
+    return log1p_unit32(exp_nonpositive32(d))
+
+
 
 
 # ------------------------------------------------------------ float64
@@ -340,18 +346,89 @@ def log1p64(x):
     return y if x == x else x
 
 
+exp_nonpositive64 = exp64
+log1p_unit64 = log1p64
+
+
 @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def softplus_nonpositive64(d):
     """log1p(exp(d)) for d <= 0."""
     return log1p64(exp64(d))
 
 
-@njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
-def logaddexp64(x, y):
-    d = x - y
-    larger = x if x > y else y
-    r = larger + log1p64(exp64(-abs(d)))
-    return r if d == d else x + y
+# ------------------------------------------------------------ logaddexp, whole and in two halves
+def _logaddexp_family(exp_nonpositive, log1p_unit, zero):
+    """logaddexp for one precision, whole and in two halves (constants typed by the caller).
+
+    Returns ``(ratio, from_ratio, logaddexp, compensated_from_ratio,
+    compensated)``. ``ratio(x, y) = exp(-|x - y|)``, the smaller term over
+    the larger, is the first half (the ``exp``); ``from_ratio`` finishes from
+    it (the ``log1p``). A loop over lanes that runs the halves as two loops
+    keeps two short chains of dependent operations instead of one long one,
+    and so more lanes in flight (see ``_steps``); the whole functions are
+    the two halves in a row, with the same bits.
+    """
+
+    @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+    def ratio(x, y):
+        return exp_nonpositive(-abs(x - y))
+
+    @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+    def from_ratio(x, y, e):
+        d = x - y
+        larger = x if x > y else y
+        r = larger + log1p_unit(e)
+        return r if d == d else x + y  # d is nan for a nan operand (x + y: nan) and equal infinities (x + y: x)
+
+    @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+    def logaddexp(x, y):
+        return from_ratio(x, y, ratio(x, y))
+
+    @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+    def compensated_from_ratio(x, y, low, e):
+        d = x - y
+        larger = x if x > y else y
+        correction = log1p_unit(e) + (low if x > y else zero)
+        high = larger + correction
+        new_low = correction - (high - larger)  # Fast2Sum: what the addition lost (see below)
+        # nan operand or equal infinities (d is nan; see from_ratio), or x = +inf with its nan low
+        # (high is nan): x + y is then the true result
+        high = high if (d == d) & (high == high) else x + y
+        return high, new_low
+
+    @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
+    def compensated(x, y, low):
+        return compensated_from_ratio(x, y, low, ratio(x, y))
+
+    return ratio, from_ratio, logaddexp, compensated_from_ratio, compensated
+
+
+# The compensated logaddexp, ``(high, low)`` with ``high + low ~ logaddexp(x + low_in, y)``:
+# a sequential scan adds small increments to a slowly growing state
+# (log_a = 0 is logcumsumexp); rounding every sum loses up to half an ulp a
+# step, 1.1e-5 relative after 65 536 float32 steps. Keeping the rounding
+# error of the last addition in `low` and adding it into the next
+# increment keeps the error at a few ulp. When y dominates, the old state
+# (and its low part) is mostly forgotten and `low` is dropped.
+#
+# The error is taken by Fast2Sum, `correction - (high - larger)`, exact when
+# |larger| >= |correction| (2 operations against TwoSum's 5: 0.86 -> 0.77 ns
+# per element in cache with the Fast2Sum of `_steps._decayed_state`).
+# Otherwise `larger` is below ~0.7 in magnitude (|correction| <= log 2 plus
+# a few ulp) and the term is off by at most ~ulp(correction): in a long
+# steady run the correction averages the decay |log_a| that it makes up
+# for, and that error fades within ~1/|log_a| steps, so it stays at ulps.
+#
+# `low` is only meaningful next to a finite `high`: where `high` is +-inf or
+# nan the returned `low` is nan (no select to clean it: this runs once per
+# element of every scan). That nan never reaches a result: the next step's
+# `x = log_a + high` is then -inf (so x > y is false and `low` is not used),
+# nan (the result is nan anyway) or +inf (then `high` is nan and the result
+# falls back to x + y = +inf). A finite `x` always comes with a finite `low`.
+(logaddexp_ratio32, logaddexp_from_ratio32, logaddexp32, logaddexp_compensated_from_ratio32,
+ logaddexp_compensated32) = _logaddexp_family(exp_nonpositive32, log1p_unit32, _F(0.0))
+(logaddexp_ratio64, logaddexp_from_ratio64, logaddexp64, logaddexp_compensated_from_ratio64,
+ logaddexp_compensated64) = _logaddexp_family(exp_nonpositive64, log1p_unit64, 0.0)
 
 
 # ------------------------------------------------------------ generic names
@@ -375,55 +452,35 @@ def vlogaddexp(x, y):
     raise NotImplementedError("vlogaddexp is only callable from numba-compiled code")
 
 
+def vlogaddexp_ratio(x, y):
+    """``exp(-|x - y|)`` (flushed to 0 below the smallest normal in float32): the first half of ``vlogaddexp``."""
+    raise NotImplementedError("vlogaddexp_ratio is only callable from numba-compiled code")
+
+
+def vlogaddexp_from_ratio(x, y, ratio):
+    """``vlogaddexp(x, y)`` finished from ``ratio = vlogaddexp_ratio(x, y)``: the same bits."""
+    raise NotImplementedError("vlogaddexp_from_ratio is only callable from numba-compiled code")
+
+
 def vlogaddexp_compensated(x, y, low):
-    """``(high, low)`` with ``high + low ~ logaddexp(x + low_in, y)``; see ``logaddexp_compensated32``.
+    """``(high, low)`` with ``high + low ~ logaddexp(x + low_in, y)``; see the comment on ``logaddexp_compensated32``.
 
     ``low`` (in and out) may be nan where ``x`` (in) or ``high`` (out) is not finite.
     """
     raise NotImplementedError("vlogaddexp_compensated is only callable from numba-compiled code")
 
 
-def _compensated(softplus, zero):
-    """Build the compensated logaddexp for one precision (constants typed by the caller)."""
-
-    @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
-    def logaddexp_compensated(x, y, low):
-        d = x - y
-        larger = x if x > y else y
-        correction = softplus(-abs(d)) + (low if x > y else zero)
-        high = larger + correction
-        new_low = correction - (high - larger)  # Fast2Sum: what the addition lost (see below)
-        # nan operand or equal infinities (d is nan; see logaddexp32), or x = +inf with its nan low
-        # (high is nan): x + y is then the true result
-        high = high if (d == d) & (high == high) else x + y
-        return high, new_low
-
-    return logaddexp_compensated
+def vlogaddexp_compensated_from_ratio(x, y, low, ratio):
+    """``vlogaddexp_compensated(x, y, low)`` finished from ``ratio = vlogaddexp_ratio(x, y)``: the same bits."""
+    raise NotImplementedError("vlogaddexp_compensated_from_ratio is only callable from numba-compiled code")
 
 
-# A sequential scan adds small increments to a slowly growing state
-# (log_a = 0 is logcumsumexp); rounding every sum loses up to half an ulp a
-# step, 1.1e-5 relative after 65 536 float32 steps. Keeping the rounding
-# error of the last addition in `low` and adding it into the next
-# increment keeps the error at a few ulp. When y dominates, the old state
-# (and its low part) is mostly forgotten and `low` is dropped.
-#
-# The error is taken by Fast2Sum, `correction - (high - larger)`, exact when
-# |larger| >= |correction| (2 operations against TwoSum's 5: 0.86 -> 0.77 ns
-# per element in cache with the Fast2Sum of `_steps._decayed_state`).
-# Otherwise `larger` is below ~0.7 in magnitude (|correction| <= log 2 plus
-# a few ulp) and the term is off by at most ~ulp(correction): in a long
-# steady run the correction averages the decay |log_a| that it makes up
-# for, and that error fades within ~1/|log_a| steps, so it stays at ulps.
-#
-# `low` is only meaningful next to a finite `high`: where `high` is +-inf or
-# nan the returned `low` is nan (no select to clean it: this runs once per
-# element of every scan). That nan never reaches a result: the next step's
-# `x = log_a + high` is then -inf (so x > y is false and `low` is not used),
-# nan (the result is nan anyway) or +inf (then `high` is nan and the result
-# falls back to x + y = +inf). A finite `x` always comes with a finite `low`.
-logaddexp_compensated32 = _compensated(softplus_nonpositive32, _F(0.0))
-logaddexp_compensated64 = _compensated(softplus_nonpositive64, 0.0)
+def _precision(*args):
+    """32 or 64 when every argument is a float32 or every one a float64; else None."""
+    for bits, ty in ((32, types.float32), (64, types.float64)):
+        if all(arg == ty for arg in args):
+            return bits
+    return None
 
 
 def _overload_unary(generic, single, double):
@@ -431,11 +488,8 @@ def _overload_unary(generic, single, double):
 
     @overload(generic, jit_options=_INLINE)
     def typed(x):
-        if x == types.float32:
-            return lambda x: single(x)
-        if x == types.float64:
-            return lambda x: double(x)
-        return None
+        impl = {32: single, 64: double}.get(_precision(x))
+        return None if impl is None else (lambda x: impl(x))
 
     return typed
 
@@ -445,22 +499,35 @@ _overload_unary(vlog1p, log1p32, log1p64)
 _overload_unary(vsoftplus_nonpositive, softplus_nonpositive32, softplus_nonpositive64)
 
 
-@overload(vlogaddexp_compensated, jit_options=_INLINE)
-def _vlogaddexp_compensated_typed(x, y, low):
-    if x == types.float32 and y == types.float32 and low == types.float32:
-        return lambda x, y, low: logaddexp_compensated32(x, y, low)
-    if x == types.float64 and y == types.float64 and low == types.float64:
-        return lambda x, y, low: logaddexp_compensated64(x, y, low)
-    return None
-
-
 @overload(vlogaddexp, jit_options=_INLINE)
 def _vlogaddexp_typed(x, y):
-    if x == types.float32 and y == types.float32:
-        return lambda x, y: logaddexp32(x, y)
-    if x == types.float64 and y == types.float64:
-        return lambda x, y: logaddexp64(x, y)
-    return None
+    impl = {32: logaddexp32, 64: logaddexp64}.get(_precision(x, y))
+    return None if impl is None else (lambda x, y: impl(x, y))
+
+
+@overload(vlogaddexp_ratio, jit_options=_INLINE)
+def _vlogaddexp_ratio_typed(x, y):
+    impl = {32: logaddexp_ratio32, 64: logaddexp_ratio64}.get(_precision(x, y))
+    return None if impl is None else (lambda x, y: impl(x, y))
+
+
+@overload(vlogaddexp_from_ratio, jit_options=_INLINE)
+def _vlogaddexp_from_ratio_typed(x, y, ratio):
+    impl = {32: logaddexp_from_ratio32, 64: logaddexp_from_ratio64}.get(_precision(x, y, ratio))
+    return None if impl is None else (lambda x, y, ratio: impl(x, y, ratio))
+
+
+@overload(vlogaddexp_compensated, jit_options=_INLINE)
+def _vlogaddexp_compensated_typed(x, y, low):
+    impl = {32: logaddexp_compensated32, 64: logaddexp_compensated64}.get(_precision(x, y, low))
+    return None if impl is None else (lambda x, y, low: impl(x, y, low))
+
+
+@overload(vlogaddexp_compensated_from_ratio, jit_options=_INLINE)
+def _vlogaddexp_compensated_from_ratio_typed(x, y, low, ratio):
+    impl = {32: logaddexp_compensated_from_ratio32, 64: logaddexp_compensated_from_ratio64}.get(
+        _precision(x, y, low, ratio))
+    return None if impl is None else (lambda x, y, low, ratio: impl(x, y, low, ratio))
 
 
 # ------------------------------------------------------------ array entry points (tests, tools)
