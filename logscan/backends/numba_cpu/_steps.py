@@ -252,7 +252,7 @@ def _forward_steps_kernel(output_rows):
             ra = a[a_off + j * a_ts: a_off + j * a_ts + n]
             rb = b[b_off + j * b_ts: b_off + j * b_ts + n]
             ro = out[out_off + j * out_ts: out_off + j * out_ts + n]
-            if apart:  # the step and the output row in one loop (see the module docstring)
+            if apart:  # the step's loops write the output row (see the module docstring)
                 if space == LOG:
                     if compensate:
                         log_compensated_ratio_row(n, descending, ro, ra, rb, h, h_low)

@@ -287,8 +287,6 @@ def softplus_nonpositive32(d):
     return log1p_unit32(exp_nonpositive32(d))
 
 
-
-
 # ------------------------------------------------------------ float64
 _LOG2E_64 = 1.4426950408889634
 _LN2_HI_64 = 6.93147180369123816490e-01  # fdlibm split: n * hi is exact
