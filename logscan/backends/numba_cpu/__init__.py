@@ -54,7 +54,7 @@ channels, read in place) when ``inner >= 16``, else 64 gathered channels.
   lanes).
 - Log-space forward, fewer groups than threads, at most 64 lanes per group
   and chunks of at least 4096 steps: the split forward, one chunk per idle
-  thread (the first 1.2 times as long: the others also sum their decays,
+  thread (the first 1.1 times as long: the others also sum their decays,
   ``SPLIT_FIRST_WEIGHT``). One group of few lanes is bound by the latency of the scan (one
   logaddexp per step on the dependency chain), so scanning the chunks side
   by side pays even on 2 threads: (1, 65536, 64) float32 2.95 ms against
@@ -169,7 +169,11 @@ SPLIT_MAX_LANES = 64
 # scan of 64 lanes, in cache), so the first chunk is made this much longer for the threads to finish together:
 # (1, 65536, 64) float32, 2 threads, median of 60 interleaved calls, 5.71 -> 5.25 and 5.52 -> 5.05 ms with decays,
 # 6.85 -> 6.31 and 6.21 -> 5.81 without (equal chunks -> 1.2; 1.15-1.25 were alike, 1.5 no better than 1.0).
-SPLIT_FIRST_WEIGHT = 1.2
+# Once the scan took its step in two loops (its 64-lane rows ~15 % cheaper, the sum unchanged), 1.1 did best: best /
+# median of 60 interleaved calls, two processes, weights 1.0 / 1.1 / 1.2 / 1.3, ms: with decays 3.72-3.74 /
+# 3.65-3.69 / 3.80-3.82 / 3.93-3.95 best, 3.76-3.88 / 3.76-3.78 / 3.90-3.93 / 4.04-4.05 median; without
+# (log a = 0: the fold runs longer) 5.31-5.38 / 5.20-5.21 / 5.21-5.28 / 5.34-5.35 best (Zen 3, session 13).
+SPLIT_FIRST_WEIGHT = 1.1
 
 
 def _threads():
