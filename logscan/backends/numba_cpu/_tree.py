@@ -144,14 +144,15 @@ def forward_kernel(space, method, a, b, out, h0, geo, has_h0, outer, T, inner, W
         n = group_lanes(group, outer, inner, W, rows_mode, lane_o, lane_i)
         for stream in range(3):
             lane_offsets(geo, stream, lane_o, lane_i, n, offsets[stream])
-        gather(a, offsets[0], geo[0, TIME], 0, A, W, n, T)
-        gather(b, offsets[1], geo[1, TIME], 0, B, W, n, T)
+        start = np.int64(0)  # run-time values, not literals: one compiled version of each callee (see _chunked)
+        gather(a, offsets[0], geo[0, TIME], start, A, W, n, T)
+        gather(b, offsets[1], geo[1, TIME], start, B, W, n, T)
         _tree_scan(space, method, A, B, saved_A, saved_B, T, P, W, n, identity_a, identity_b)
         # -------------------------------------------------------- apply to the initial state
         # also without h0 (the empty state): a NaN in log_a[0] must poison h_0 as in the
         # sequential loop (NaN + -inf), while a finite prefix meets -inf and adds nothing
         state = np.empty(W, dtype)
-        load_state(h0, geo, 3, has_h0, identity_b, lane_o, lane_i, n, state)
+        load_state(h0, geo, np.int64(3), has_h0, identity_b, lane_o, lane_i, n, state)
         for t in range(T):
             A_row, B_row = A[t * W: t * W + n], B[t * W: t * W + n]
             for lane in range(n):
@@ -159,7 +160,7 @@ def forward_kernel(space, method, a, b, out, h0, geo, has_h0, outer, T, inner, W
                     B_row[lane] = vlogaddexp(A_row[lane] + state[lane], B_row[lane])
                 else:
                     B_row[lane] = A_row[lane] * state[lane] + B_row[lane]
-        scatter(B, out, offsets[2], geo[2, TIME], 0, W, n, T)
+        scatter(B, out, offsets[2], geo[2, TIME], start, W, n, T)
 
 
 @parallel_kernel(cache=True, **_OPTS)
@@ -177,15 +178,16 @@ def backward_kernel(space, method, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo,
         n = group_lanes(group, outer, inner, W, rows_mode, lane_o, lane_i)
         for stream in range(6):
             lane_offsets(geo, stream, lane_o, lane_i, n, offsets[stream])
+        start = np.int64(0)  # run-time values, not literals: one compiled version of each callee (see _chunked)
         state = np.empty(W, dtype)
-        load_state(h0, geo, 6, has_h0, identity_b, lane_o, lane_i, n, state)
+        load_state(h0, geo, np.int64(6), has_h0, identity_b, lane_o, lane_i, n, state)
         # -------------------------------------------------------- weights
         # log: weight = w_t = exp(log_a + log_h_prev - log_h), other = v_t = exp(log_b - log_h)
         # linear: weight = a_t, other = h_{t-1}
-        gather(a, offsets[1], geo[1, TIME], 0, weight, W, n, T)
+        gather(a, offsets[1], geo[1, TIME], start, weight, W, n, T)
         if space == LOG:
-            gather(h, offsets[3], geo[3, TIME], 0, A, W, n, T)
-            gather(b, offsets[2], geo[2, TIME], 0, other, W, n, T)
+            gather(h, offsets[3], geo[3, TIME], start, A, W, n, T)
+            gather(b, offsets[2], geo[2, TIME], start, other, W, n, T)
             # the previous state is A one row up; row 0 takes the initial state
             saved_B[:W] = state
             saved_B[W:T * W] = A[:(T - 1) * W]
@@ -199,15 +201,15 @@ def backward_kernel(space, method, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo,
             for lane in range(n):
                 other[lane] = state[lane]
             if T > 1:
-                gather(h, offsets[3], geo[3, TIME], 0, other[W:], W, n, T - 1)
+                gather(h, offsets[3], geo[3, TIME], start, other[W:], W, n, T - 1)
         # -------------------------------------------------------- reverse recurrence as a forward scan
         # row s holds time T-1-s: u_s = g_{T-1-s} + w_{T-s} u_{s-1}
-        gather(g, offsets[0], geo[0, TIME], 0, saved_A, W, n, T)
+        gather(g, offsets[0], geo[0, TIME], start, saved_A, W, n, T)
         for s in range(T):
             for lane in range(n):
                 B[s * W + lane] = saved_A[(T - 1 - s) * W + lane]
                 A[s * W + lane] = weight[(T - s) * W + lane] if s > 0 else zero
-        _tree_scan(LINEAR, method, A, B, saved_A, saved_B, T, P, W, n, one, zero)
+        _tree_scan(np.int64(LINEAR), method, A, B, saved_A, saved_B, T, P, W, n, one, zero)
         # -------------------------------------------------------- gradients
         if space != LOG:
             for lane in range(n):
@@ -223,8 +225,8 @@ def backward_kernel(space, method, g, a, b, h, grad_a, grad_b, h0, grad_h0, geo,
                 else:
                     weight_row[lane] = u * other_row[lane]
                     other_row[lane] = u
-        scatter(weight, grad_a, offsets[4], geo[4, TIME], 0, W, n, T)
-        scatter(other, grad_b, offsets[5], geo[5, TIME], 0, W, n, T)
+        scatter(weight, grad_a, offsets[4], geo[4, TIME], start, W, n, T)
+        scatter(other, grad_b, offsets[5], geo[5, TIME], start, W, n, T)
         if has_h0:
             for lane in range(n):
                 grad_h0[geo[7, 0] + lane_o[lane] * geo[7, 1] + lane_i[lane] * geo[7, 3]] = (
