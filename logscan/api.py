@@ -75,12 +75,12 @@ def _prepare_inputs(caller, names, arrays, axis):
     """Validated NumPy inputs broadcast to one shape, the result dtype, and the normalized axis."""
     for name, x in zip(names, arrays, strict=True):
         _arrays.check_float(caller, name, x)
-    try:
-        shape = np.broadcast_shapes(*(x.shape for x in arrays))
+    shapes = [x.shape for x in arrays]
+    try:  # equal shapes are the common case, and broadcast_shapes costs microseconds
+        shape = shapes[0] if shapes.count(shapes[0]) == len(shapes) else np.broadcast_shapes(*shapes)
     except ValueError:
-        shapes = " and ".join(str(x.shape) for x in arrays)
         raise ValueError(f"{caller}: {' and '.join(names)} must have the same shape (or broadcast together), "
-                         f"got {shapes}") from None
+                         f"got {' and '.join(str(shape) for shape in shapes)}") from None
     if len(shape) == 0:
         raise ValueError(f"{caller}: {names[0]} must have at least one dimension to scan along, got a 0-d array")
     axis = _normalize_axis(caller, axis, len(shape))

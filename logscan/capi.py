@@ -61,6 +61,7 @@ _CALL_ORDER = {
     "linear_scan_backward": ("grad_h", "a", "b", "h", "h0", "grad_a", "grad_b", "grad_h0"),
 }
 _ALIGN = 64
+_NO_SCOPE = contextlib.nullcontext()  # reusable: host backends run on no stream
 
 
 def compute_dtype(dtype) -> np.dtype:
@@ -132,13 +133,13 @@ def workspace_size(op, *, outer, T, inner, dtype, method="auto", backend="auto",
     caller = "logscan.capi.workspace_size"
     _check_common(caller, op, outer, T, inner, dtype, method)
     module, method = _resolve(caller, op, outer, T, inner, dtype, method, backend, device)
-    return _workspace_bytes(module, op, dtype, outer, T, inner, method)
+    return _workspace_parts(module, op, dtype, outer, T, inner, method)[1]
 
 
-def _workspace_bytes(module, op, dtype, outer, T, inner, method):
-    """:func:`workspace_size` for a resolved backend and method."""
+def _workspace_parts(module, op, dtype, outer, T, inner, method):
+    """(bytes the backend's kernels ask for, bytes of the whole workspace: theirs, aligned, then float16 staging)."""
     kernel_bytes = module.workspace_size(op, compute_dtype(dtype), outer, T, inner, method)
-    return _aligned(kernel_bytes) + _staging_bytes(op, dtype, outer, T, inner)
+    return kernel_bytes, _aligned(kernel_bytes) + _staging_bytes(op, dtype, outer, T, inner)
 
 
 class _Carver:
@@ -166,7 +167,7 @@ def _stream_scope(caller, module, device, stream):
     """The backend's ``on_stream`` context for ``stream`` (device backends), checked."""
     if stream is None:
         scope = getattr(module, "on_stream", None)
-        return scope(None) if scope is not None else contextlib.nullcontext()
+        return scope(None) if scope is not None else _NO_SCOPE
     if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)) or stream < 0:
         raise TypeError(f"{caller}: stream must be None or a CUDA stream handle (a non-negative int), "
                         f"got {stream!r}")
@@ -180,9 +181,11 @@ def _run(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backen
     """Shared body of the four operations: views, float16 staging, reverse, dispatch (on ``stream``)."""
     _check_common(caller, op, outer, T, inner, dtype, method)
     module, method = _resolve(caller, op, outer, T, inner, dtype, method, backend, device)
+    kernel_bytes, _ = _workspace_parts(module, op, dtype, outer, T, inner, method)
     with _stream_scope(caller, module, device, stream):
         _run_resolved(caller, op, module, method, buffers, outer=outer, T=T, inner=inner, dtype=dtype,
-                      reverse=reverse, workspace=workspace, workspace_bytes=workspace_bytes)
+                      reverse=reverse, workspace=workspace, workspace_bytes=workspace_bytes,
+                      kernel_bytes=kernel_bytes)
 
 
 def _run_allocating(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backend, device, allocate,
@@ -192,15 +195,17 @@ def _run_allocating(caller, op, buffers, *, outer, T, inner, dtype, reverse, met
     errors under ``caller``; on small arrays this Python is most of a call)."""
     _check_common(caller, op, outer, T, inner, dtype, method)
     module, method = _resolve(caller, op, outer, T, inner, dtype, method, backend, device)
-    nbytes = _workspace_bytes(module, op, dtype, outer, T, inner, method)
+    kernel_bytes, nbytes = _workspace_parts(module, op, dtype, outer, T, inner, method)
     _owner, workspace = allocate(nbytes)  # the owner keeps the memory alive while the kernels run
     with _stream_scope(caller, module, device, stream):
         _run_resolved(caller, op, module, method, buffers, outer=outer, T=T, inner=inner, dtype=dtype,
-                      reverse=reverse, workspace=workspace, workspace_bytes=nbytes)
+                      reverse=reverse, workspace=workspace, workspace_bytes=nbytes, kernel_bytes=kernel_bytes)
 
 
 def _run_resolved(caller, op, module, method, buffers, *, outer, T, inner, dtype, reverse, workspace,
-                  workspace_bytes):
+                  workspace_bytes, kernel_bytes):
+    """Views of the buffers, float16 staging, reverse, and the backend's call; ``kernel_bytes``: what the
+    backend's ``workspace_size`` asked for (carved first from the workspace)."""
     t_in, t_out, state, grad_state = _SIGNATURES[op]
     dtype = np.dtype(dtype)
     shape3, shape2 = (outer, T, inner), (outer, inner)
@@ -233,7 +238,6 @@ def _run_resolved(caller, op, module, method, buffers, *, outer, T, inner, dtype
         return
 
     carver = _Carver(caller, module, workspace, workspace_bytes)
-    kernel_bytes = module.workspace_size(op, compute_dtype(dtype), outer, T, inner, method)
     kernel_ws = carver.take(kernel_bytes)
     # float16: compute on float32 staging copies carved from the workspace.
     compute = dict(views)

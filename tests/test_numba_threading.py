@@ -128,6 +128,31 @@ def test_a_parallel_kernel_picks_its_version(monkeypatch, layer, threads, forked
     assert _recording_kernel(monkeypatch, layer, threads, forked) == [expected]
 
 
+def test_at_most_one_thread_runs_the_serial_twin_and_restores(monkeypatch):
+    """at_most(1) (small arrays) takes the serial twin without touching numba's thread count; the flag does not leak."""
+    monkeypatch.setattr(_threading.numba, "set_num_threads", lambda n: pytest.fail("set_num_threads called"))
+    with _threading.at_most(1):
+        with _threading.at_most(1):
+            assert _recording_kernel(monkeypatch, "omp", 2) == [("serial", False)]
+        assert _recording_kernel(monkeypatch, "omp", 2) == [("serial", False)]  # still inside the outer one
+    assert _recording_kernel(monkeypatch, "omp", 2) == [("parallel", False)]
+    with pytest.raises(RuntimeError), _threading.at_most(1):
+        raise RuntimeError
+    assert _recording_kernel(monkeypatch, "omp", 2) == [("parallel", False)]
+
+
+def test_at_most_lowers_the_thread_count_only_while_inside(monkeypatch):
+    counts = [4]
+    monkeypatch.setattr(_threading.numba, "get_num_threads", lambda: counts[-1])
+    monkeypatch.setattr(_threading.numba, "set_num_threads", counts.append)
+    with _threading.at_most(2):
+        assert counts[-1] == 2
+    assert counts == [4, 2, 4]
+    with _threading.at_most(8):  # more than there are: left as it is
+        assert counts[-1] == 4
+    assert counts == [4, 2, 4]
+
+
 def test_the_serial_twin_is_cached_under_its_own_name():
     from logscan.backends.numba_cpu import _chunked  # noqa: PLC0415
 

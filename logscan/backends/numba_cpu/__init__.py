@@ -124,6 +124,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numba
@@ -138,6 +139,7 @@ from logscan.backends._host import as_array  # noqa: E402, F401  (backend interf
 from logscan.backends.numba_cpu import _chunked, _tree  # noqa: E402
 from logscan.backends.numba_cpu._geometry import describe, element_aligned  # noqa: E402
 from logscan.backends.numba_cpu._steps import LINEAR, LOG  # noqa: E402
+from logscan.backends.numba_cpu._threading import at_most  # noqa: E402
 
 methods = ("sequential", "hillis_steele", "blelloch", "chunked")
 
@@ -296,8 +298,8 @@ def _copy_back(outputs, staged_out):
 SMALL_WORK = 1 << 16  # elements below which waking a second thread costs more than it saves
 
 
-class _ThreadsFor:
-    """Run a kernel on no more threads than it has work units.
+def _threads_for(units, elements):
+    """Context: the kernels inside run on no more threads than they have work units (one below SMALL_WORK).
 
     A parallel region ends only when every thread of the pool has checked
     in; on a busy machine a thread with nothing to do can still be waiting
@@ -305,18 +307,10 @@ class _ThreadsFor:
     ((64, 4096, 1): one 64-lane group, 0.7 ms on one thread, 4.0 ms when
     the region also woke a second, idle thread).
     """
-
-    def __init__(self, units, elements):
-        self.wanted = 1 if elements < SMALL_WORK else max(1, min(units, numba.get_num_threads()))
-
-    def __enter__(self):
-        self.before = numba.get_num_threads()
-        numba.set_num_threads(min(self.wanted, self.before))
-
-    def __exit__(self, *exc):
-        numba.set_num_threads(self.before)
+    return at_most(1 if elements < SMALL_WORK else max(1, min(units, numba.get_num_threads())))
 
 
+@functools.cache
 def _identity(space, dtype):
     """(identity of the totals' first part, empty state) in ``dtype``."""
     if space == LOG:
@@ -324,6 +318,7 @@ def _identity(space, dtype):
     return dtype.type(1), dtype.type(0)
 
 
+@functools.cache
 def _negligible(dtype):
     """log of a share of the state below every rounding that matters: ``2 log(eps) - 8`` (-40 float32, -80 float64).
 
@@ -341,7 +336,7 @@ def _forward(space, a, b, h0, out, method, workspace):
     (a, b, h0), (out_k,) = _staged([a, b, h0], [out])
     identity_a, identity_b = _identity(space, dtype)
     if method in ("hillis_steele", "blelloch"):
-        with _ThreadsFor(-(-(outer * inner) // LANES), outer * T * inner):
+        with _threads_for(-(-(outer * inner) // LANES), outer * T * inner):
             _tree.forward(space, method, a, b, h0, out_k, workspace, LANES, ROWS_MIN_INNER, identity_a, identity_b)
         _copy_back([out], [out_k])
         return
@@ -351,14 +346,14 @@ def _forward(space, a, b, h0, out, method, workspace):
     chunks, pieces = _split(outer, T, inner) if (method == "chunked" and space == LOG and direct) else (1, 1)
     if chunks > 1:
         ws = workspace.view(dtype)[: (2 + pieces) * chunks * outer * inner].reshape(2 + pieces, chunks, outer * inner)
-        with _ThreadsFor(_groups(outer, inner) * chunks, outer * T * inner):
+        with _threads_for(_groups(outer, inner) * chunks, outer * T * inner):
             _chunked.forward_split(a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T, inner,
                                    _lanes(outer, inner), chunks, pieces, SPLIT_FIRST_WEIGHT, ws, identity_a, identity_b,
                                    _negligible(dtype))
     else:
         n_chunks = _n_chunks(outer, T, inner, False) if method == "chunked" else 1
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
-        with _ThreadsFor(_groups(outer, inner) * n_chunks, outer * T * inner):
+        with _threads_for(_groups(outer, inner) * n_chunks, outer * T * inner):
             _chunked.forward(space, method == "chunked", a_m, b_m, out_m, h0_m, geo, h0 is not None, outer, T,
                              inner, _lanes(outer, inner), rows_mode, direct, n_chunks, ws, identity_a, identity_b)
     _copy_back([out], [out_k])
@@ -377,7 +372,7 @@ def _backward(space, g, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace)
     _, identity_b = _identity(space, dtype)
     zero, neg_inf = dtype.type(0), dtype.type(-np.inf)
     if method in ("hillis_steele", "blelloch"):
-        with _ThreadsFor(-(-(outer * inner) // LANES), outer * T * inner):
+        with _threads_for(-(-(outer * inner) // LANES), outer * T * inner):
             _tree.backward(space, method, g, a, b, h, h0, ga_k, gb_k, gh0_k, workspace, LANES, ROWS_MIN_INNER,
                            identity_b)
     else:
@@ -386,7 +381,7 @@ def _backward(space, g, a, b, h, h0, grad_a, grad_b, grad_h0, method, workspace)
         n_chunks = _n_chunks(outer, T, inner, True) if method == "chunked" else 1
         memories, geo = describe([g, a, b, h, ga_k, gb_k, h0, gh0_k], dtype)
         ws = _workspace_view(workspace, dtype, n_chunks, outer * inner)
-        with _ThreadsFor(_groups(outer, inner) * n_chunks, outer * T * inner):
+        with _threads_for(_groups(outer, inner) * n_chunks, outer * T * inner):
             _chunked.backward(space, *memories, geo, h0 is not None, outer, T, inner, _lanes(outer, inner),
                               rows_mode, direct, n_chunks, ws, identity_b, zero, neg_inf)
     _copy_back([grad_a, grad_b, grad_h0], [ga_k, gb_k, gh0_k])

@@ -43,16 +43,13 @@ def describe(arrays, dtype):
     state array, or None (an absent state: a one-element dummy stands in).
     Geometry rows are ``(offset, outer stride, time stride, inner stride)``.
     """
-    memories, geo = [], np.zeros((len(arrays), 4), np.int64)
-    for row, x in enumerate(arrays):
+    memories, rows = [], []
+    for x in arrays:
         if x is None:
             memories.append(np.zeros(1, dtype))
+            rows.append((0, 0, 0, 0))
             continue
         memory, offset, strides = flat_memory(x)
         memories.append(memory)
-        geo[row, 0] = offset
-        if x.ndim == 3:
-            geo[row, 1:] = strides
-        else:
-            geo[row, 1], geo[row, 3] = strides
-    return memories, geo
+        rows.append((offset, *strides) if x.ndim == 3 else (offset, strides[0], 0, strides[1]))
+    return memories, np.array(rows, np.int64)

@@ -21,7 +21,8 @@ layer stays numba's choice (or the user's), and :func:`parallel_kernel`
 compiles every parallel kernel twice, as itself and as a serial twin
 (``prange`` run as ``range``, cached under its own name). A call runs the
 twin on one thread when it would use one thread anyway
-(``numba.get_num_threads() == 1``, which also skips the parallel launch) or
+(``numba.get_num_threads() == 1``, or inside :class:`at_most` ``(1)``: the
+backend's choice for small arrays), which also skips the parallel launch, or
 in a process forked from one whose OpenMP threads had started; otherwise
 the parallel kernel, one call at a time when the layer is not threadsafe.
 """
@@ -38,6 +39,7 @@ from numba import njit
 THREADSAFE_LAYERS = ("tbb", "omp")
 _lock = threading.Lock()
 _forked_from_openmp = False
+_local = threading.local()  # per Python thread, like numba's own thread count: ``serial`` set by at_most(1)
 
 
 def current_layer():
@@ -71,12 +73,43 @@ class ParallelKernel:
         self.__doc__, self.__name__ = py_func.__doc__, py_func.__name__
 
     def __call__(self, *args):
-        if _forked_from_openmp or numba.get_num_threads() == 1:
+        if _forked_from_openmp or getattr(_local, "serial", False) or numba.get_num_threads() == 1:
             return self.serial(*args)
         if current_layer() in THREADSAFE_LAYERS:
             return self.parallel(*args)
         with _lock:
             return self.parallel(*args)
+
+
+class at_most:  # noqa: N801  (used as a function: ``with at_most(n):``)
+    """Context: the parallel kernels called inside run on at most ``threads`` threads.
+
+    One thread means the serial twins, with no parallel launch and without
+    touching numba's thread count (two calls to ``numba.set_num_threads``
+    and the launch cost a few microseconds, a large part of a call on a
+    small array); more lowers numba's count for this Python thread while
+    inside.
+    """
+
+    __slots__ = ("threads", "saved")
+
+    def __init__(self, threads):
+        self.threads = threads
+
+    def __enter__(self):
+        if self.threads <= 1:
+            self.saved = getattr(_local, "serial", False)
+            _local.serial = True
+        else:
+            self.saved = numba.get_num_threads()
+            if self.threads < self.saved:
+                numba.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        if self.threads <= 1:
+            _local.serial = self.saved
+        elif self.threads < self.saved:
+            numba.set_num_threads(self.saved)
 
 
 def parallel_kernel(**options):
