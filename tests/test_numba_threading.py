@@ -104,6 +104,23 @@ def test_threads_may_call_the_kernels_at_once(layer):
     assert "all same True" in done.stdout, done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("method", ["hillis_steele", "blelloch"])
+def test_a_first_call_on_a_small_array_may_be_a_tree_method(method):
+    """Small calls run the serial twins without asking numba for its thread count; the tree kernels' twins still
+    read ``numba.get_thread_id()``, which crashed a process whose threading layer was not loaded yet (blelloch every
+    time it was tried, hillis_steele not: what the read finds there is whatever lies in that memory)."""
+    done = run_script(f"""
+        a, b = log_a[:1, :16, :16], x[:1, :16, :16]
+        log_h = logscan.scan(a, b, axis=1, backend="numba", method={method!r})
+        grads = logscan.scan_backward(b, a, b, log_h, axis=1, backend="numba", method={method!r})
+        want = logscan.scan_backward(b, a, b, log_h, axis=1, backend="numpy")
+        print("close", np.allclose(log_h, logscan.scan(a, b, axis=1, backend="numpy"), rtol=1e-5, atol=1e-5)
+              and all(np.allclose(g, w, rtol=1e-4, atol=1e-5) for g, w in zip(grads[:2], want[:2], strict=True)))
+    """)
+    assert done.returncode == 0, done.stderr
+    assert "close True" in done.stdout, done.stdout + done.stderr
+
+
 def _recording_kernel(monkeypatch, layer, threads, forked=False):
     """A ParallelKernel whose two versions record which ran, and whether the lock was held."""
     calls = []

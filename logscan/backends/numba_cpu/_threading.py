@@ -39,6 +39,7 @@ from numba import njit
 THREADSAFE_LAYERS = ("tbb", "omp")
 _lock = threading.Lock()
 _forked_from_openmp = False
+_layer_loaded = False
 _local = threading.local()  # per Python thread, like numba's own thread count: ``serial`` set by at_most(1)
 
 
@@ -81,6 +82,20 @@ class ParallelKernel:
             return self.parallel(*args)
 
 
+def _load_layer():
+    """Load numba's threading layer, once per process (asking for the thread count does).
+
+    The serial twins may still call ``numba.get_thread_id()`` (the tree
+    kernels index their per-thread workspace with it), which reads a
+    thread-local of the layer: before the layer is loaded that read crashed
+    the process (a first call on a small array with ``method="blelloch"``).
+    """
+    global _layer_loaded
+    if not _layer_loaded:
+        numba.get_num_threads()
+        _layer_loaded = True
+
+
 class at_most:  # noqa: N801  (used as a function: ``with at_most(n):``)
     """Context: the parallel kernels called inside run on at most ``threads`` threads.
 
@@ -98,6 +113,7 @@ class at_most:  # noqa: N801  (used as a function: ``with at_most(n):``)
 
     def __enter__(self):
         if self.threads <= 1:
+            _load_layer()
             self.saved = getattr(_local, "serial", False)
             _local.serial = True
         else:
