@@ -75,7 +75,7 @@ from logscan import reference, registry  # noqa: E402
 
 AXIS = 1
 FIXED_SHAPES = [(8, 2048, 512), (1, 65536, 64)]
-SWEEP_T = {"quick": [1024, 8192, 65536], "full": [256, 1024, 4096, 16384, 65536]}
+SWEEP_T = {"quick": [64, 1024, 8192, 65536], "full": [16, 64, 256, 1024, 4096, 16384, 65536]}  # short T: call overhead
 SWEEP_T_CHANNELS = (1, 64)  # (B, D) while T varies
 SWEEP_CHANNELS = {"quick": [64, 512, 4096], "full": [16, 64, 256, 1024, 4096, 16384]}
 SWEEP_CHANNELS_T = 2048  # T while D varies (B = 1)
