@@ -351,7 +351,7 @@ log1p_unit64 = log1p64
 @njit(fastmath=FASTMATH, error_model="numpy", forceinline=True)
 def softplus_nonpositive64(d):
     """log1p(exp(d)) for d <= 0."""
-    return log1p64(exp64(d))
+    return log1p_unit64(exp_nonpositive64(d))
 
 
 # ------------------------------------------------------------ logaddexp, whole and in two halves
