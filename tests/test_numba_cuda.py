@@ -10,13 +10,15 @@ In an ordinary test run it is skipped here and run in a subprocess by
 ``tests/test_numba_cuda_simulator.py``. The launch sizes are shrunk
 (4-thread blocks, 2-step chunks) so that tiny shapes cross several blocks
 and several levels of carry between blocks; the simulator runs about one
-block per 50 ms.
+block per 50 ms. The warp-shuffle block scan runs with a shuffle emulated
+here (the simulator has none), on blocks of two warps.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -458,6 +460,63 @@ def test_chunked_backward_two_levels_of_carry(op):
     want = getattr(reference, op + "_backward")(g, a, b, h, axis=1, **{key: h0})
     for x, y in zip(got, want, strict=True):
         assert_close(x, y, np.float64, 200)
+
+
+# ------------------------------------------------------ warp shuffles, emulated
+SHUFFLES = []  # the deltas of every emulated shuffle, so a test can tell that the shuffle scan ran
+
+
+def _shfl_up_sync(self, mask, value, delta):
+    """``cuda.shfl_up_sync`` for the simulator, which has none: lane ``l`` gets lane ``l - delta``'s value.
+
+    Lanes below ``delta`` keep their own, as on the GPU. The exchange goes through a board shared by the
+    block and two block barriers, so it is right only when every thread of the block shuffles together,
+    which the full-mask shuffle block scan requires of a warp anyway (the chunked kernels reach it with
+    every thread of the block).
+    """
+    assert mask == 0xFFFFFFFF, "the emulation knows only full-warp shuffles"
+    me = threading.current_thread()
+    board = vars(me._manager).setdefault("shuffle_board", {})
+    board[me.thread_id] = value
+    me.syncthreads()
+    got = board[me.thread_id - delta] if me.thread_id % 32 >= delta else value
+    me.syncthreads()
+    SHUFFLES.append(delta)
+    return got
+
+
+@pytest.fixture
+def warp_shuffles(monkeypatch):
+    """Blocks of one channel x 64 chunks (two warps) of 2 steps: the chunked kernels take the shuffle scan."""
+    from numba.cuda.simulator import kernelapi
+
+    monkeypatch.setattr(kernelapi.FakeCUDAModule, "shfl_up_sync", _shfl_up_sync, raising=False)
+    monkeypatch.setattr(backend.CONFIG, "chunk_threads", 64)
+    monkeypatch.setattr(backend.CONFIG, "chunk_float32", 2)
+    monkeypatch.setattr(backend.CONFIG, "chunk_float64", 2)
+    monkeypatch.setattr(backend.CONFIG, "shuffle", True)
+    SHUFFLES.clear()
+    yield
+    assert SHUFFLES, "the shuffle block scan did not run"
+
+
+@pytest.mark.parametrize("method", ["chunked", "lookback"])
+@pytest.mark.parametrize("op", ["scan", "linear_scan"])
+def test_warp_shuffle_block_scan(method, op, warp_shuffles):
+    """The GPU's layout for one channel per block (``inner == 1``), which the 4-thread blocks never reach.
+
+    T = 200 makes two 128-step tiles (the second partial); the backward runs the same block scan on the adjoint.
+    """
+    assert backend.CONFIG.chunk_layout(1, np.float64) == (1, 64, 2, True)
+    T = 200
+    a, b, h0 = inputs((1, T, 1), np.float64, seed=31, axis=1, linear=op == "linear_scan")
+    state = {"log_h0" if op == "scan" else "h0": h0, "axis": 1, "reverse": method == "lookback"}
+    want = getattr(reference, op)(a, b, **state)
+    assert_close(getattr(logscan, op)(a, b, **state, method=method, backend=BACKEND), want, np.float64, T)
+    g = np.random.default_rng(32).normal(size=want.shape)
+    got = getattr(logscan, op + "_backward")(g, a, b, want, **state, method=method, backend=BACKEND)
+    for x, y in zip(got, getattr(reference, op + "_backward")(g, a, b, want, **state), strict=True):
+        assert_close(x, y, np.float64, T)
 
 
 def test_non_canonical_strides_and_mixed_dtypes_are_copied_on_device():

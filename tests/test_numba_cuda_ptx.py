@@ -2,7 +2,7 @@
 
 ``numba.cuda.compile_ptx`` types and compiles each kernel (every space,
 dtype and compile-time layout the backend launches, the warp-shuffle block
-scan included, which the simulator cannot run) through NVVM. It also checks
+scan included, which the simulator runs only with the shuffle the tests emulate) through NVVM. It also checks
 that float32 kernels do no float64 arithmetic (an untyped Python float
 constant would silently promote them).
 """

@@ -72,7 +72,10 @@ def make_block_scan_shared(space, lanes, rows):
 
 
 def make_block_scan_shuffle(space, rows):
-    """The same contract for ``lanes == 1`` and ``rows % 32 == 0``, with warp shuffles (not simulable)."""
+    """The same contract for ``lanes == 1`` and ``rows % 32 == 0``, with warp shuffles.
+
+    Numba's simulator has no shuffles; ``tests/test_numba_cuda.py`` emulates ``shfl_up_sync`` to run this scan.
+    """
     compose = space.compose
     identity_a, identity_b = space.identity
     warps = rows // 32
