@@ -27,7 +27,7 @@ ROOT=$PWD
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1  # a stage cut short by its time limit still shows what it printed
 unset NUMBA_ENABLE_CUDASIM
-PY=${PYTHON:-python}
+PY=${PYTHON:-$(command -v python3 || command -v python || echo python)}  # the GPU image names its Python python3
 LOGS=${LOGSCAN_GPU_LOGS:-${TMPDIR:-/tmp}/logscan_gpu_check}
 mkdir -p "$LOGS"
 rm -f "$LOGS/bench.json"  # the summary must not show an earlier run's rows
