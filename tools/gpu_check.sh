@@ -19,6 +19,7 @@
 #   --no-bench, --no-tests           leave out those stages (a second call for --charlm, say)
 #
 # Logs go to ${LOGSCAN_GPU_LOGS:-$TMPDIR/logscan_gpu_check}/. A short summary table is printed last.
+# The interpreter is $PYTHON, else python3 (the GPU image's), else python.
 # Exit status: 0 when the tests pass (and the sanitizers are clean, when asked) within the budget.
 
 set -u
@@ -48,7 +49,7 @@ for arg in "$@"; do
     --budget=*) BUDGET=${arg#--budget=} ;;
     --no-bench) RUN_BENCH=0 ;;
     --no-tests) RUN_TESTS=0 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
