@@ -8,6 +8,7 @@ after it do too; :func:`canonical` returns None otherwise and the caller copies.
 
 from __future__ import annotations
 
+import functools
 import math
 
 
@@ -25,6 +26,9 @@ def _collapse(shape, strides):
 
 def canonical(shape, strides, axis):
     """Canonical shape and element strides of a view scanned along ``axis``.
+
+    Cached by ``(shape, strides, axis)``: a training loop maps the same few
+    layouts at every call, and on small arrays this Python is much of a call.
 
     Parameters
     ----------
@@ -49,6 +53,11 @@ def canonical(shape, strides, axis):
     >>> canonical((4, 6), (1, 4), axis=1)  # Fortran order: still a view
     ((4, 6, 1), (1, 4, 0))
     """
+    return _canonical(tuple(shape), tuple(strides), axis)
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical(shape, strides, axis):
     before = _collapse(shape[:axis], strides[:axis])
     after = _collapse(shape[axis + 1:], strides[axis + 1:])
     if before is None or after is None:
@@ -57,7 +66,18 @@ def canonical(shape, strides, axis):
     return (outer, shape[axis], inner), (s_outer, strides[axis], s_inner)
 
 
-def element_strides(array):
-    """Strides of a NumPy-like array in elements (byte strides must divide)."""
-    itemsize = array.dtype.itemsize
-    return tuple(s // itemsize for s in array.strides)
+def canonical_of(array, axis):
+    """:func:`canonical` of a NumPy-like array's own shape and byte strides.
+
+    None also when a byte stride is not a whole number of elements (a field
+    of a packed structured array, say): the caller copies, as for any layout
+    the element strides of the core cannot express.
+    """
+    return _canonical_bytes(array.shape, array.strides, array.dtype.itemsize, axis)
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_bytes(shape, byte_strides, itemsize, axis):
+    if any(s % itemsize for n, s in zip(shape, byte_strides, strict=True) if n > 1):
+        return None
+    return _canonical(shape, tuple([s // itemsize for s in byte_strides]), axis)

@@ -47,10 +47,10 @@ class _Canonical:
     """An n-d array seen as a canonical ``(outer, T, inner)`` buffer (copied only when strides force it)."""
 
     def __init__(self, array, axis):
-        found = _layout.canonical(array.shape, _layout.element_strides(array), axis)
+        found = _layout.canonical_of(array, axis)
         if found is None:
             array = np.ascontiguousarray(array)
-            found = _layout.canonical(array.shape, _layout.element_strides(array), axis)
+            found = _layout.canonical_of(array, axis)
         self.array = array  # keeps the memory alive while the core runs
         self.shape3, self.strides3 = found
         self.ptr = array.__array_interface__["data"][0]
@@ -111,7 +111,7 @@ def _output(caller, out, shape, dtype, axis, inputs):
     if out is None:
         return np.empty(shape, dtype)
     _check_out(caller, out, shape, dtype)
-    canonical = _layout.canonical(out.shape, _layout.element_strides(out), axis) is not None
+    canonical = _layout.canonical_of(out, axis) is not None
     # In place (out is exactly an input) is allowed; any other overlap goes through a temporary.
     overlaps = any(np.may_share_memory(out, x) and not _same_view(out, x) for x in inputs)
     return out if canonical and not overlaps else np.empty(shape, dtype)
@@ -240,7 +240,7 @@ def _gradient_buffer(out, own_shape, full_shape, dtype, axis, inputs, time_axis=
     if out is None or own_shape != full_shape:
         return np.empty(full_shape, dtype)
     view = out if time_axis else np.expand_dims(out, axis)
-    canonical = _layout.canonical(view.shape, _layout.element_strides(view), axis) is not None
+    canonical = _layout.canonical_of(view, axis) is not None
     overlaps = any(np.may_share_memory(out, x) for x in inputs)
     return out if canonical and not overlaps else np.empty(full_shape, dtype)
 
