@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import numpy as np
 
 
@@ -14,11 +17,16 @@ class _Buffer:
         self.__array_interface__ = interface
 
 
+@functools.cache
+def _typestr(dtype):
+    return dtype.str
+
+
 def as_array(ptr, shape, strides, dtype, writable):
     """A NumPy view of host memory at ``ptr`` (strides in elements, None for C order); no copy."""
     dtype = np.dtype(dtype)
     if strides is not None:
         itemsize = dtype.itemsize
-        strides = tuple([int(s) * itemsize for s in strides])
-    return np.asarray(_Buffer({"data": (int(ptr), not writable), "shape": tuple([int(n) for n in shape]),
-                               "strides": strides, "typestr": dtype.str, "version": 3}))
+        strides = tuple([operator.index(s) * itemsize for s in strides])
+    return np.asarray(_Buffer({"data": (operator.index(ptr), not writable), "shape": tuple(map(operator.index, shape)),
+                               "strides": strides, "typestr": _typestr(dtype), "version": 3}))

@@ -9,6 +9,8 @@ broadcast (stride 0) and transposed views all look the same to numba.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from logscan.backends._host import as_array
@@ -19,16 +21,24 @@ def flat_memory(x):
 
     ``x`` must be non-empty and its byte strides multiples of its itemsize.
     """
-    itemsize = x.dtype.itemsize
+    low, size, offset, strides = _span(x.shape, x.strides, x.dtype.itemsize)
+    memory = as_array(x.__array_interface__["data"][0] + low, (size,), None, x.dtype, True)
+    return memory, offset, strides
+
+
+@functools.lru_cache(maxsize=1024)
+def _span(shape, byte_strides, itemsize):
+    """(byte offset of the lowest element from the first, elements spanned, offset of the first, element strides).
+
+    Cached: the same few layouts come back at every call of a loop.
+    """
     low = high = 0  # byte offsets of the lowest and highest element from the first
-    for n, s in zip(x.shape, x.strides, strict=True):
+    for n, s in zip(shape, byte_strides, strict=True):
         if s < 0:
             low += (n - 1) * s
         else:
             high += (n - 1) * s
-    start = x.__array_interface__["data"][0] + low
-    memory = as_array(start, ((high - low) // itemsize + 1,), None, x.dtype, True)
-    return memory, -low // itemsize, tuple([s // itemsize for s in x.strides])
+    return low, (high - low) // itemsize + 1, -low // itemsize, tuple([s // itemsize for s in byte_strides])
 
 
 def element_aligned(x):
