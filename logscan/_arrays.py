@@ -64,7 +64,17 @@ def is_cuda_dlpack(x):
 
 
 def to_numpy(x, caller="logscan", name="array"):
-    """A NumPy view of a host array (no copy); TypeError naming ``name`` when NumPy cannot take it."""
+    """A NumPy view of a host array (no copy); TypeError naming ``name`` when NumPy cannot take it.
+
+    A masked array with masked elements is refused: the scans read every
+    element, and ignoring the mask would be a silently wrong answer.
+    """
+    if isinstance(x, np.ma.MaskedArray):
+        if np.ma.is_masked(x):
+            raise TypeError(f"{caller}: {name} is a masked array with masked elements, and logscan reads every "
+                            f"element; pass {name}.filled(value) with the value a masked step should take "
+                            f"(a step that changes nothing: log_a = 0 and log_b = -inf, or a = 1 and b = 0)")
+        return x.data
     if isinstance(x, np.ndarray):
         return x
     if hasattr(x, "__dlpack__") and not hasattr(x, "__array_interface__"):

@@ -273,6 +273,19 @@ def test_device_state_for_host_inputs(function):
         _call(function, **{name: FakeDeviceArray((2,))})
 
 
+@pytest.mark.parametrize("function", ALL)
+def test_masked_elements_are_refused_not_ignored(function):
+    masked = np.ma.masked_array(np.zeros((2, 5)), mask=np.eye(2, 5, dtype=bool))
+    name = SECOND[function]
+    with pytest.raises(TypeError, match=rf"^logscan\.{function}: {name} is a masked array with masked elements, "
+                                        rf"and logscan reads every element; pass {name}\.filled\(value\)"):
+        _call(function, second=masked)
+    unmasked = np.ma.masked_array(np.ones((2, 5)), mask=False)  # nothing masked: its data, as a plain array
+    got, want = _call(function, second=unmasked), _call(function, second=np.ones((2, 5)))
+    for g, w in zip(*((r,) if isinstance(r, np.ndarray) else r for r in (got, want)), strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_unknown_dlpack_device():
     with pytest.raises(TypeError, match=r"^logscan\.scan: log_b lives on DLPack device type 4, which logscan does "
                                         r"not support \(expected CPU or CUDA\)"):
