@@ -274,6 +274,15 @@ def test_device_state_for_host_inputs(function):
 
 
 @pytest.mark.parametrize("function", ALL)
+def test_swapped_byte_order_is_named(function):
+    swapped = np.zeros((2, 5), np.dtype(np.float32).newbyteorder("S"))
+    with pytest.raises(TypeError, match=_prefix(function) + rf"{SECOND[function]} must be in the machine's byte "
+                                        rf"order, got {re.escape(str(swapped.dtype))} \(swapped\); convert it with "
+                                        rf"{SECOND[function]}\.astype\('float32'\)"):
+        _call(function, second=swapped)
+
+
+@pytest.mark.parametrize("function", ALL)
 def test_masked_elements_are_refused_not_ignored(function):
     masked = np.ma.masked_array(np.zeros((2, 5)), mask=np.eye(2, 5, dtype=bool))
     name = SECOND[function]
