@@ -11,7 +11,8 @@ In an ordinary test run it is skipped here and run in a subprocess by
 (4-thread blocks, 2-step chunks) so that tiny shapes cross several blocks
 and several levels of carry between blocks; the simulator runs about one
 block per 50 ms. The warp-shuffle block scan runs with a shuffle emulated
-here (the simulator has none), on blocks of two warps.
+here (the simulator has none), on blocks of two warps; one test runs every
+method once at the GPU's own launch sizes (256-thread blocks).
 """
 
 from __future__ import annotations
@@ -486,26 +487,33 @@ def _shfl_up_sync(self, mask, value, delta):
 
 
 @pytest.fixture
-def warp_shuffles(monkeypatch):
-    """Blocks of one channel x 64 chunks (two warps) of 2 steps: the chunked kernels take the shuffle scan."""
+def emulated_shuffles(monkeypatch):
+    """``cuda.shfl_up_sync`` in the simulator, for this test; ``SHUFFLES`` records the calls."""
     from numba.cuda.simulator import kernelapi
 
     monkeypatch.setattr(kernelapi.FakeCUDAModule, "shfl_up_sync", _shfl_up_sync, raising=False)
+    SHUFFLES.clear()
+
+
+@pytest.fixture
+def warp_shuffles(emulated_shuffles, monkeypatch):
+    """Blocks of one channel x 64 chunks (two warps) of 2 steps: the chunked kernels take the shuffle scan."""
     monkeypatch.setattr(backend.CONFIG, "chunk_threads", 64)
     monkeypatch.setattr(backend.CONFIG, "chunk_float32", 2)
     monkeypatch.setattr(backend.CONFIG, "chunk_float64", 2)
     monkeypatch.setattr(backend.CONFIG, "shuffle", True)
-    SHUFFLES.clear()
     yield
     assert SHUFFLES, "the shuffle block scan did not run"
 
 
 @pytest.mark.parametrize("method", ["chunked", "lookback"])
-@pytest.mark.parametrize("op", ["scan", "linear_scan"])
+@pytest.mark.parametrize("op", ["linear_scan"])
 def test_warp_shuffle_block_scan(method, op, warp_shuffles):
     """The GPU's layout for one channel per block (``inner == 1``), which the 4-thread blocks never reach.
 
     T = 200 makes two 128-step tiles (the second partial); the backward runs the same block scan on the adjoint.
+    The log-space scan takes it in ``test_the_gpu_launch_sizes``, on the GPU's eight warps (the simulator's
+    time is budgeted: about 8 s a case here).
     """
     assert backend.CONFIG.chunk_layout(1, np.float64) == (1, 64, 2, True)
     T = 200
@@ -517,6 +525,33 @@ def test_warp_shuffle_block_scan(method, op, warp_shuffles):
     got = getattr(logscan, op + "_backward")(g, a, b, want, **state, method=method, backend=BACKEND)
     for x, y in zip(got, getattr(reference, op + "_backward")(g, a, b, want, **state), strict=True):
         assert_close(x, y, np.float64, T)
+
+
+GPU_SIZE_CASES = [(m, 1, 2100) for m in ("sequential", "chunked", "lookback")] + \
+                 [(m, 64, 40) for m in ("sequential", "chunked", "lookback")] + \
+                 [(m, 1, 600) for m in ("hillis_steele", "blelloch")]
+
+
+@pytest.mark.parametrize(("method", "inner", "T"), GPU_SIZE_CASES,
+                         ids=[f"{m}-inner{i}-T{t}" for m, i, t in GPU_SIZE_CASES])
+def test_the_gpu_launch_sizes(method, inner, T, emulated_shuffles, monkeypatch):
+    """The sizes the GPU runs (256-thread blocks, 8- and 16-step chunks and unrolls), not the shrunk ones.
+
+    inner = 1 takes the chunked kernels' shuffle block scan on eight warps, and T = 2100 two of their
+    2048-step tiles; inner = 64 their shared-memory scan on 32 x 8 threads. T = 600 is three 256-step tiles
+    of the textbook kernels (a simulated 256-thread block takes about a second: 64 channels of them, minutes).
+    """
+    for name, value in vars(LaunchConfig(shuffle=True)).items():
+        monkeypatch.setattr(backend.CONFIG, name, value)
+    a, b, h0 = inputs((1, T, inner), np.float32, seed=41, axis=1)
+    state = {"log_h0": h0, "axis": 1, "reverse": True}
+    want = reference.scan(a, b, **state)
+    assert_close(logscan.scan(a, b, **state, method=method, backend=BACKEND), want, np.float32, T)
+    g = np.random.default_rng(42).normal(size=want.shape).astype(np.float32)
+    got = logscan.scan_backward(g, a, b, want.astype(np.float32), **state, method=method, backend=BACKEND)
+    for x, y in zip(got, reference.scan_backward(g, a, b, want, **state), strict=True):
+        assert_close(x, y, np.float32, T)
+    assert bool(SHUFFLES) == (inner == 1 and method in ("chunked", "lookback"))
 
 
 def test_non_canonical_strides_and_mixed_dtypes_are_copied_on_device():
