@@ -43,7 +43,12 @@ def _span(shape, byte_strides, itemsize):
 
 def element_aligned(x):
     """True when every byte stride of ``x`` is a whole number of elements."""
-    return x is None or all(s % x.dtype.itemsize == 0 for s in x.strides)
+    return x is None or _whole_elements(x.strides, x.dtype.itemsize)
+
+
+@functools.lru_cache(maxsize=1024)
+def _whole_elements(byte_strides, itemsize):
+    return all(s % itemsize == 0 for s in byte_strides)
 
 
 def describe(arrays, dtype):
