@@ -507,8 +507,7 @@ def warp_shuffles(emulated_shuffles, monkeypatch):
 
 
 @pytest.mark.parametrize("method", ["chunked", "lookback"])
-@pytest.mark.parametrize("op", ["linear_scan"])
-def test_warp_shuffle_block_scan(method, op, warp_shuffles):
+def test_warp_shuffle_block_scan_linear(method, warp_shuffles):
     """The GPU's layout for one channel per block (``inner == 1``), which the 4-thread blocks never reach.
 
     T = 200 makes two 128-step tiles (the second partial); the backward runs the same block scan on the adjoint.
@@ -517,13 +516,13 @@ def test_warp_shuffle_block_scan(method, op, warp_shuffles):
     """
     assert backend.CONFIG.chunk_layout(1, np.float64) == (1, 64, 2, True)
     T = 200
-    a, b, h0 = inputs((1, T, 1), np.float64, seed=31, axis=1, linear=op == "linear_scan")
-    state = {"log_h0" if op == "scan" else "h0": h0, "axis": 1, "reverse": method == "lookback"}
-    want = getattr(reference, op)(a, b, **state)
-    assert_close(getattr(logscan, op)(a, b, **state, method=method, backend=BACKEND), want, np.float64, T)
+    a, b, h0 = inputs((1, T, 1), np.float64, seed=31, axis=1, linear=True)
+    state = {"h0": h0, "axis": 1, "reverse": method == "lookback"}
+    want = reference.linear_scan(a, b, **state)
+    assert_close(logscan.linear_scan(a, b, **state, method=method, backend=BACKEND), want, np.float64, T)
     g = np.random.default_rng(32).normal(size=want.shape)
-    got = getattr(logscan, op + "_backward")(g, a, b, want, **state, method=method, backend=BACKEND)
-    for x, y in zip(got, getattr(reference, op + "_backward")(g, a, b, want, **state), strict=True):
+    got = logscan.linear_scan_backward(g, a, b, want, **state, method=method, backend=BACKEND)
+    for x, y in zip(got, reference.linear_scan_backward(g, a, b, want, **state), strict=True):
         assert_close(x, y, np.float64, T)
 
 
