@@ -327,8 +327,10 @@ def scan(log_a, log_b, *, axis=-1, log_h0=None, reverse=False, method="auto", ba
         ``log_b = -inf`` adds nothing. NaN propagates forward from where it is.
         NumPy arrays, objects exposing ``__array_interface__`` or a CPU
         ``__dlpack__`` (torch/JAX CPU arrays), or GPU arrays when a GPU
-        backend is installed. A masked array with masked elements is refused
-        (the scan reads every element); pass ``.filled(value)``.
+        backend is installed. Any strides: views the ``(outer, T, inner)``
+        mapping cannot take as they are (some transposes, fields of packed
+        records) are copied first. A masked array with masked elements is
+        refused (the scan reads every element); pass ``.filled(value)``.
     axis : int, default -1
         The time axis; negative values count from the end.
     log_h0 : array_like, optional
