@@ -100,9 +100,14 @@ def like(result, template):
 
 def check_float(caller, name, x):
     """TypeError unless ``x`` has a real floating dtype logscan computes in."""
-    if x.dtype not in FLOAT_DTYPES:
-        if x.dtype.newbyteorder("=") in FLOAT_DTYPES:
-            raise TypeError(f"{caller}: {name} must be in the machine's byte order, got {x.dtype} (swapped); "
-                            f"convert it with {name}.astype({x.dtype.newbyteorder('=').name!r})")
+    check_float_dtype(caller, name, x.dtype)
+
+
+def check_float_dtype(caller, name, dtype):
+    """TypeError unless ``dtype`` is float16, float32 or float64 in the machine's byte order."""
+    if dtype not in FLOAT_DTYPES:
+        if dtype.newbyteorder("=") in FLOAT_DTYPES:
+            raise TypeError(f"{caller}: {name} must be in the machine's byte order, got {dtype} (swapped); "
+                            f"convert it with {name}.astype({dtype.newbyteorder('=').name!r})")
         raise TypeError(f"{caller}: {name} must have a real floating dtype (float16, float32 or float64), "
-                        f"got {x.dtype}")
+                        f"got {dtype}")

@@ -277,9 +277,7 @@ def _describe(caller, name, x):
     if cai.get("mask") is not None:
         raise TypeError(f"{caller}: {name} is a masked device array, which logscan does not support")
     dtype = np.dtype(cai["typestr"])
-    if dtype not in _arrays.FLOAT_DTYPES:
-        raise TypeError(f"{caller}: {name} must have a real floating dtype (float16, float32 or float64), "
-                        f"got {dtype}")
+    _arrays.check_float_dtype(caller, name, dtype)
     shape = tuple(int(n) for n in cai["shape"])
     if cai.get("strides") is None:
         strides, step = [], 1

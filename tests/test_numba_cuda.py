@@ -402,6 +402,8 @@ def test_mixing_host_and_device():
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"log_a": np.zeros((2, 3), np.int32)}, TypeError, "log_a must have a real floating dtype"),
+    ({"log_b": np.zeros((2, 3), ">f8" if np.little_endian else "<f8")}, TypeError,
+     r"log_b must be in the machine's byte order, got [<>]f8 \(swapped\); convert it with log_b\.astype"),
     ({"log_b": np.zeros((2, 4))}, ValueError, "log_a and log_b must have the same shape"),
     ({"log_h0": np.zeros(3)}, ValueError, r"log_h0 must have shape \(2,\)"),
     ({"axis": 2}, np.exceptions.AxisError, "axis 2 is out of bounds"),
