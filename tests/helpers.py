@@ -103,3 +103,19 @@ def linear_inputs(rng, shape, dtype):
 def state_shape(shape, axis):
     axis = axis % len(shape)
     return shape[:axis] + shape[axis + 1:]
+
+
+PACKED_FLAG = 7
+
+
+def packed_record_field(values):
+    """``values`` copied into the ``value`` field of packed records whose one-byte ``flag`` field is PACKED_FLAG.
+
+    The field's byte strides are no whole number of elements (itemsize + 1). Returns ``(field, records)``, so a
+    test of ``out=`` can check that the flags were left alone.
+    """
+    values = np.asarray(values)
+    records = np.full(values.shape, PACKED_FLAG, np.dtype([("value", values.dtype), ("flag", np.uint8)]))
+    records["value"] = values
+    assert records["value"].strides[-1] == values.dtype.itemsize + 1
+    return records["value"], records

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import logscan
-from tests.helpers import assert_same_bits, log_inputs
+from tests.helpers import PACKED_FLAG, assert_same_bits, log_inputs, packed_record_field
 
 FUNCTIONS = {
     "scan_backward": (logscan.scan, logscan.scan_backward, "log_h0", ("grad_log_a", "grad_log_b", "grad_log_h0")),
@@ -90,27 +90,19 @@ def test_strided_out_and_out_overlapping_an_input(rng):
     assert_same_bits(grad, want[1], what="out over an input")
 
 
-def _as_packed_fields(arrays):
-    """Copies of ``arrays`` as the float32 fields of packed 5-byte records (the flag byte set to 7), and the records."""
-    records = [np.full(x.shape, 7, np.dtype([("value", np.float32), ("flag", np.uint8)])) for x in arrays]
-    for r, x in zip(records, arrays, strict=True):
-        r["value"] = x
-    return [r["value"] for r in records], records
-
-
 @pytest.mark.parametrize("name", list(FUNCTIONS))
 def test_packed_record_fields_as_inputs_and_out(name, rng):
     """Byte strides of 5 for float32 (no whole number of elements) go through copies: same bits, flags untouched."""
     backward, args, kwargs = _problem(rng, name, shape=(2, 3, 30), axis=2, with_state=True)
     want = backward(*args, **kwargs)
     state_name = FUNCTIONS[name][2]
-    fields, _ = _as_packed_fields([*args, kwargs[state_name]])
-    out, records = _as_packed_fields([np.full_like(w, np.nan) for w in want])
+    fields = [packed_record_field(x)[0] for x in (*args, kwargs[state_name])]
+    out, records = zip(*(packed_record_field(np.full_like(w, np.nan)) for w in want), strict=True)
     got = backward(*fields[:4], out=tuple(out), **dict(kwargs, **{state_name: fields[4]}))
     for g, o, w, r in zip(got, out, want, records, strict=True):
         assert g is o
         assert_same_bits(g, w, what="gradient into a packed field")
-        assert (r["flag"] == 7).all(), "out= wrote over the other field of the records"
+        assert (r["flag"] == PACKED_FLAG).all(), "out= wrote over the other field of the records"
 
 
 @pytest.mark.parametrize("name", list(FUNCTIONS))

@@ -13,11 +13,13 @@ import logscan
 from logscan import reference
 from tests.helpers import (
     FLOATS,
+    PACKED_FLAG,
     assert_close,
     assert_same_bits,
     case_id,
     linear_inputs,
     log_inputs,
+    packed_record_field,
     state_shape,
     tolerance,
 )
@@ -119,17 +121,9 @@ def _views(rng):
         "broadcast-decay-over-time": (np.broadcast_to(dec[0, :, :1, :], (6, 33, 5)), big[0], 1),
         "broadcast-by-shape": (dec[0, 0, :, 0][:, None], big[0, 0], 0),
         "scalar-like-decay": (np.full((1, 1), -0.1), big[0, 0].T, 1),
-        "packed-record-fields": (_packed_field(dec[0]), _packed_field(big[0]), 1),
+        "packed-record-fields": (packed_record_field(dec[0])[0], packed_record_field(big[0])[0], 1),
         "unaligned-start": (_unaligned(dec[0]), _unaligned(big[0]), 1),
     }
-
-
-def _packed_field(values):
-    """``values`` as the float64 field of packed 9-byte records: byte strides that are no whole number of elements."""
-    records = np.zeros(values.shape, np.dtype([("value", np.float64), ("flag", np.uint8)]))
-    records["value"] = values
-    assert records["value"].strides[-1] == 9
-    return records["value"]
 
 
 def _unaligned(values):
@@ -260,14 +254,14 @@ def test_in_place_on_a_strided_view(backend, method, rng):
 def test_out_of_any_layout(backend, method, layout, rng):
     log_a, log_b = log_inputs(rng, (4, 3, 21, 5), np.float32)
     big = np.full((8, 6, 21, 10), np.nan, np.float32)
-    records = np.full((4, 3, 21, 5), 7, np.dtype([("value", np.float32), ("flag", np.uint8)]))
+    packed, records = packed_record_field(np.full((4, 3, 21, 5), np.nan, np.float32))
     out = {"strided": big[::2, ::2, :, ::2],
            "transposed": big[:4, :3, :, :5].transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2),
            "needs-copy": big[:4, 1:4, :, 2:7],
-           "packed-record-field": records["value"]}[layout]
+           "packed-record-field": packed}[layout]
     assert logscan.scan(log_a, log_b, axis=2, out=out, method=method, backend=backend) is out
     assert_close(out, reference.scan(log_a, log_b, axis=2), np.float32, 21)
-    assert (records["flag"] == 7).all(), "out= wrote over the other field of the records"
+    assert (records["flag"] == PACKED_FLAG).all(), "out= wrote over the other field of the records"
     if layout in ("strided", "needs-copy"):
         written = np.zeros(big.shape, bool)
         {"strided": written[::2, ::2, :, ::2], "needs-copy": written[:4, 1:4, :, 2:7]}[layout][...] = True
