@@ -60,6 +60,22 @@ def test_embedding_accumulates_repeated_tokens(rng):
     check_layer(layers.embedding_forward, layers.embedding_backward, params, tokens)
 
 
+@pytest.mark.parametrize("one_hot", [False, True], ids=["indexed-add", "one-hot-product"])
+def test_rows_summed_by_index_both_ways(one_hot):
+    """The embedding's gradient: the indexed add (NumPy) and the one-hot product (CuPy's reproducible way)."""
+    from logscan.nn._xp import sum_rows_by_index  # noqa: PLC0415
+
+    rng = np.random.default_rng(3)
+    indices = rng.integers(0, 7, 40)
+    values = rng.integers(-8, 8, (40, 5)).astype(np.float32)  # small integers: every order of adding is exact
+    expected = np.zeros((9, 5), np.float32)
+    for index, row in zip(indices, values, strict=True):
+        expected[index] += row
+    got = sum_rows_by_index(9, indices, values, one_hot=one_hot)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)  # rows 7 and 8 never indexed: zero
+
+
 def test_rmsnorm(rng):
     params = {"weight": rng.standard_normal(6)}
     check_layer(layers.rmsnorm_forward, layers.rmsnorm_backward, params, rng.standard_normal((2, 3, 6)))
@@ -137,6 +153,15 @@ def test_cross_entropy(rng):
     assert np.all(grad[~mask] == 0)
     with pytest.raises(ValueError, match=r"cross_entropy_forward: targets must have shape \(2, 3\)"):
         cross_entropy_forward(logits, targets[0])
+    with pytest.raises(ValueError, match=r"cross_entropy_forward: targets must lie in \[0, 5\), got values in "
+                                         r"\[-1, "):
+        cross_entropy_forward(logits, np.where(mask, targets, -1))
+    with pytest.raises(ValueError, match=r"cross_entropy_forward: targets must lie in \[0, 5\)"):
+        cross_entropy_forward(logits, np.full((2, 3), 5))
+    with pytest.raises(TypeError, match="cross_entropy_forward: targets must be an integer array, got float64"):
+        cross_entropy_forward(logits, targets.astype(np.float64))
+    with pytest.raises(ValueError, match=r"cross_entropy_forward: mask must have the shape of targets \(2, 3\)"):
+        cross_entropy_forward(logits, targets, mask[:, :2])
 
 
 CONFIGS = {
@@ -233,6 +258,24 @@ def test_model_rejects_bad_tokens():
         ModelConfig(vocab_size=3, cell="gru")
 
 
+def test_model_rejects_parameters_of_another_model():
+    config = CONFIGS["mingru-conv"]
+    params = init_model(config, rng=np.random.default_rng(0))
+    tokens = np.array([[0, 1, 2]])
+    gain = dict(params, **{"layers.1.mlp_norm.weight": np.ones(1, np.float32)})  # would broadcast silently
+    with pytest.raises(ValueError, match=r"model_forward: params\['layers.1.mlp_norm.weight'\] must have shape "
+                                         r"\(4,\), got \(1,\)"):
+        model_forward(gain, config, tokens)
+    with pytest.raises(ValueError, match=r"model_step: params\['layers.1.mlp_norm.weight'\]"):
+        model_step(gain, config, tokens[:, 0])
+    missing = {k: v for k, v in params.items() if k != "head.bias"}
+    with pytest.raises(ValueError, match="model_forward: params is missing 'head.bias'"):
+        model_forward(missing, config, tokens)
+    other = init_model(CONFIGS["minlstm"], rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="model_forward: params is missing"):
+        model_forward(other, config, tokens)
+
+
 def test_save_load_roundtrip(tmp_path):
     config = CONFIGS["mingru-conv"]
     params = init_model(config, rng=np.random.default_rng(0))
@@ -250,6 +293,11 @@ def test_save_load_roundtrip(tmp_path):
 def test_adamw_minimizes_a_quadratic_and_clips():
     params = {"w": np.array([[3.0, -2.0]]), "b": np.array([1.0])}
     opt = AdamW(params, lr=0.1, weight_decay=0.0, clip_norm=1.0)
+    first = {"w": 2 * params["w"], "b": 2 * params["b"]}
+    norm = opt.step(params, first)
+    assert norm == pytest.approx(2 * np.sqrt(14))
+    for key, g in first.items():  # the first moment holds the gradient scaled to norm 1
+        np.testing.assert_allclose(opt.m[key], (1 - opt.betas[0]) * g / norm, rtol=1e-12)
     for _ in range(300):
         norm = opt.step(params, {"w": 2 * params["w"], "b": 2 * params["b"]})
     assert norm < 0.1 and np.abs(params["w"]).max() < 0.05 and abs(params["b"][0]) < 0.05

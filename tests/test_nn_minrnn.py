@@ -168,6 +168,10 @@ def test_bad_inputs(cell):
     h, cache = forward(params, x)
     with pytest.raises(ValueError, match=rf"{cell}_backward: grad_h must have the shape of h"):
         backward(params, cache, h[:, :2])
+    with pytest.raises(TypeError, match=rf"{cell}_backward: grad_h must be an array of h's family, got list"):
+        backward(params, cache, h.tolist())
+    with pytest.raises(TypeError, match=rf"{cell}_backward: grad_h must be a float array .* got int64"):
+        backward(params, cache, np.ones(h.shape, np.int64))
     backward(params, cache, np.ones_like(h))
     with pytest.raises(ValueError, match=rf"{cell}_backward: this cache was already used by a backward pass"):
         backward(params, cache, np.ones_like(h))

@@ -99,3 +99,64 @@ def test_bad_options():
         train_lib.train(dropout=1.0)
     with pytest.raises(ValueError, match="device must be 'cpu' or 'gpu'"):
         train_lib.train(device="tpu", steps=1, **TINY)
+    with pytest.raises(train_lib.TrainOptionError, match=r"train: SelectiveCopy: need .* seq_len >= 2 \* data_tokens"):
+        train_lib.train(**dict(TINY, seq_len=3))
+
+
+def test_charlm_text_too_short_is_refused_before_training(tmp_path, monkeypatch):
+    text_file = tmp_path / "short.txt"
+    text_file.write_text("abcdefghij" * 42)  # 420 characters: 42 held out
+    monkeypatch.setattr(train_lib._Trainer, "step", lambda *args: pytest.fail("trained on a text too short"))
+    options = {k: v for k, v in TINY.items() if k not in ("data_tokens", "vocab")}
+    with pytest.raises(train_lib.TrainOptionError, match=rf"train: the held-out part \(last 10 %\) of --text "
+                                                         rf".*short.txt has 42 characters, fewer than seq-len \+ 1 = 65"):
+        train_lib.train(task="charlm", text=str(text_file), steps=5, **dict(options, seq_len=64))
+    with pytest.raises(train_lib.TrainOptionError, match=r"train: the training part \(first 90 %\) .* has 378 "):
+        train_lib.train(task="charlm", text=str(text_file), steps=5, **dict(options, seq_len=400))
+
+
+def test_charlm_text_without_a_newline_samples_and_checkpoints(tmp_path):
+    text_file = tmp_path / "one-line.txt"
+    text_file.write_text("to be or not to be, that is the question; " * 30)
+    checkpoint = tmp_path / "one-line.npz"
+    options = {k: v for k, v in TINY.items() if k not in ("data_tokens", "vocab")}
+    result = train_lib.train(task="charlm", text=str(text_file), steps=2, sample_length=12,
+                             checkpoint=str(checkpoint), **options)
+    assert len(result["sample"]) == 12 and set(result["sample"]) <= set(text_file.read_text())
+    assert model_lib.load(checkpoint)[2]["steps"] == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "0"], "logscan train: steps must be >= 1, got 0"),
+    (["--task", "charlm"], "logscan train: the charlm task needs --text FILE"),
+    (["--task", "charlm", "--text", "/nonexistent.txt"], "logscan train: cannot read --text /nonexistent.txt"),
+    (["--seq-len", "4", "--data-tokens", "3"], "logscan train: SelectiveCopy: need"),
+])
+def test_bad_options_are_a_message_not_a_traceback(capsys, argv, message):
+    parser = train_lib.add_arguments(argparse.ArgumentParser())
+    assert train_lib.run(parser.parse_args([*argv, "--no-progress"])) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(message) and "Traceback" not in captured.err and captured.out == ""
+
+
+def test_gpu_device_without_a_usable_gpu(monkeypatch):
+    """No CuPy, and a CuPy that sees no GPU, are both named errors before anything is built."""
+    import importlib.util  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import types  # noqa: PLC0415
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "cupy" else object())
+    with pytest.raises(train_lib.TrainOptionError, match="train: device 'gpu' needs CuPy: pip install"):
+        train_lib.train(device="gpu", steps=1, **TINY)
+    monkeypatch.undo()
+
+    def no_device():
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=no_device))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object())
+    with pytest.raises(train_lib.TrainOptionError,
+                       match="train: device 'gpu': CuPy finds no usable GPU .*no CUDA-capable device"):
+        train_lib.train(device="gpu", steps=1, **TINY)

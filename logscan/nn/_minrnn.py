@@ -179,6 +179,11 @@ def take_cache(caller, cache, grad_h):
                              f"were reused); run the forward pass again to backpropagate twice")
         raise TypeError(f"{caller}: cache must be the dict returned by the forward pass")
     h = cache["h"]
+    if not hasattr(grad_h, "shape") or not hasattr(grad_h, "dtype"):
+        raise TypeError(f"{caller}: grad_h must be an array of h's family, got {type(grad_h).__name__}")
+    if grad_h.dtype.kind != "f":
+        raise TypeError(f"{caller}: grad_h must be a float array (it is cast to h's dtype {h.dtype}), "
+                        f"got {grad_h.dtype}")
     if tuple(grad_h.shape) != tuple(h.shape):
         raise ValueError(f"{caller}: grad_h must have the shape of h {tuple(h.shape)}, got {tuple(grad_h.shape)}")
     taken = dict(cache)

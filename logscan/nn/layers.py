@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from logscan.nn._xp import array_module, scatter_add
+from logscan.nn._xp import array_module, sum_rows_by_index
 
 
 def _uniform(rng, bound, shape, dtype):
@@ -83,10 +83,8 @@ def embedding_forward(params, tokens):
 def embedding_backward(params, cache, grad_y):
     """Returns ``(grads, None)``: tokens have no gradient."""
     tokens = cache
-    xp = array_module(grad_y)
-    grad_weight = xp.zeros_like(params["weight"])
-    scatter_add(grad_weight, tokens.reshape(-1), _flat(grad_y))
-    return {"weight": grad_weight}, None
+    grad_weight = sum_rows_by_index(params["weight"].shape[0], tokens.reshape(-1), _flat(grad_y))
+    return {"weight": grad_weight.astype(params["weight"].dtype, copy=False)}, None
 
 
 # ----------------------------------------------------------------- rmsnorm

@@ -31,9 +31,19 @@ def cross_entropy_forward(logits, targets, mask=None):
         predictions used for accuracy (``cache[0].argmax(-1)``).
     """
     xp = array_module(logits)
+    if not hasattr(targets, "dtype") or targets.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy_forward: targets must be an integer array, "
+                        f"got {getattr(targets, 'dtype', type(targets).__name__)}")
     if targets.shape != logits.shape[:-1]:
         raise ValueError(f"cross_entropy_forward: targets must have shape {logits.shape[:-1]}, "
                          f"got {targets.shape}")
+    if mask is not None and tuple(mask.shape) != tuple(targets.shape):
+        raise ValueError(f"cross_entropy_forward: mask must have the shape of targets {tuple(targets.shape)}, "
+                         f"got {tuple(mask.shape)}")
+    # out-of-range targets would index past the classes (CuPy wraps them around without a word)
+    if targets.size and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[-1]):
+        raise ValueError(f"cross_entropy_forward: targets must lie in [0, {logits.shape[-1]}), "
+                         f"got values in [{int(targets.min())}, {int(targets.max())}]")
     shifted = logits - logits.max(axis=-1, keepdims=True)
     log_norm = xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
     log_probs = shifted - log_norm

@@ -26,12 +26,14 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from logscan.nn import layers
+from logscan.nn._checks import check_params
 from logscan.nn._xp import array_module, to_host
 from logscan.nn.mingru import mingru_backward, mingru_forward, mingru_init, mingru_step
 from logscan.nn.minlstm import minlstm_backward, minlstm_forward, minlstm_init, minlstm_step
@@ -117,6 +119,17 @@ def init_model(config, *, rng=None, dtype="float32"):
     return params
 
 
+@functools.lru_cache(maxsize=32)
+def parameter_shapes(config):
+    """``{name: shape}`` of the parameters :func:`init_model` makes for ``config``."""
+    return {name: tuple(value.shape) for name, value in init_model(config, rng=np.random.default_rng(0)).items()}
+
+
+def _check_model_params(caller, params, config):
+    """The model's parameters: every name of :func:`parameter_shapes`, that shape, one float dtype."""
+    check_params(caller, params, parameter_shapes(config))
+
+
 def _check_tokens(caller, tokens, config, ndim):
     if not hasattr(tokens, "dtype") or tokens.ndim != ndim or tokens.dtype.kind not in "iu":
         raise ValueError(f"{caller}: tokens must be an integer array of {ndim} dimensions, "
@@ -136,6 +149,7 @@ def model_forward(params, config, tokens, *, dropout=0.0, rng=None):
     arrays' module); 0, the default, is the deterministic model that
     :func:`model_step` and evaluation use.
     """
+    _check_model_params("model_forward", params, config)
     _check_tokens("model_forward", tokens, config, 2)
     if not 0 <= dropout < 1:
         raise ValueError(f"model_forward: dropout must be in [0, 1), got {dropout}")
@@ -206,6 +220,7 @@ def model_step(params, config, tokens_t, state=None):
     ``state`` is None at the start, then what the previous call returned: per
     layer, the minRNN's ``h`` (linear space) and the conv's last inputs.
     """
+    _check_model_params("model_step", params, config)
     _check_tokens("model_step", tokens_t, config, 1)
     cell_step = CELLS[config.cell][3]
     state = state or [{"h": None, "conv": None} for _ in range(config.layers)]

@@ -28,12 +28,16 @@ from logscan.nn._xp import array_module
 
 
 def global_norm(grads):
-    """``sqrt(sum of squares)`` over every array of the dict, as a Python float."""
-    total = 0.0
-    for g in grads.values():
-        xp = array_module(g)
-        total += float(xp.vdot(g.ravel(), g.ravel()))
-    return math.sqrt(total)
+    """``sqrt(sum of squares)`` over every array of the dict, as a Python float.
+
+    The squares are summed where the arrays live and read back once (on a GPU,
+    one synchronization per step rather than one per array).
+    """
+    if not grads:
+        return 0.0
+    squares = [array_module(g).vdot(g.ravel(), g.ravel()) for g in grads.values()]
+    xp = array_module(*grads.values())
+    return math.sqrt(float(xp.stack(squares).astype(xp.float64).sum()))
 
 
 class AdamW:

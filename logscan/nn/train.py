@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 
 import numpy as np
@@ -79,6 +80,10 @@ def add_arguments(parser):
     return parser
 
 
+class TrainOptionError(ValueError):
+    """A training option or input that cannot work, found before training starts (``logscan train`` prints it)."""
+
+
 def _progress(total, disable):
     try:
         from tqdm.auto import tqdm  # noqa: PLC0415  (only the trainer needs it)
@@ -133,19 +138,35 @@ class _Trainer:
 def _options(overrides):
     task = overrides.get("task") or "selective-copy"
     if task not in TASK_DEFAULTS:
-        raise ValueError(f"train: task must be one of {sorted(TASK_DEFAULTS)}, got {task!r}")
+        raise TrainOptionError(f"train: task must be one of {sorted(TASK_DEFAULTS)}, got {task!r}")
     options = dict(TASK_DEFAULTS[task], task=task, model="mingru", clip=1.0, seed=0, device="cpu",
                    checkpoint=None, text=None, data_tokens=4, vocab=10, max_minutes=None, sample_length=400,
                    temperature=0.8, progress=True)
     options.update({k: v for k, v in overrides.items() if v is not None})
     if task == "charlm" and not options["text"]:
-        raise ValueError("train: the charlm task needs --text FILE")
+        raise TrainOptionError("train: the charlm task needs --text FILE")
     for name in ("layers", "width", "seq_len", "batch", "steps", "eval_every"):
         if options[name] < 1:
-            raise ValueError(f"train: {name.replace('_', '-')} must be >= 1, got {options[name]}")
+            raise TrainOptionError(f"train: {name.replace('_', '-')} must be >= 1, got {options[name]}")
     if not 0 <= options["dropout"] < 1:
-        raise ValueError(f"train: dropout must be in [0, 1), got {options['dropout']}")
+        raise TrainOptionError(f"train: dropout must be in [0, 1), got {options['dropout']}")
     return options
+
+
+def _read_corpus(path, seq_len):
+    """The charlm corpus of ``path``, checked to hold a window of ``seq_len + 1`` on both sides of the split."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            corpus = CharCorpus(f.read())
+    except OSError as error:
+        raise TrainOptionError(f"train: cannot read --text {path}: {error.strerror}") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise TrainOptionError(f"train: --text {path}: {error}") from None
+    for part, data in (("training part (first 90 %)", corpus.train), ("held-out part (last 10 %)", corpus.heldout)):
+        if len(data) < seq_len + 1:
+            raise TrainOptionError(f"train: the {part} of --text {path} has {len(data)} characters, fewer than "
+                                   f"seq-len + 1 = {seq_len + 1}")
+    return corpus
 
 
 def train(**overrides):
@@ -160,10 +181,16 @@ def train(**overrides):
         charlm ``sample``.
     """
     options = _options(overrides)
-    xp = device_module(options["device"])
+    try:
+        xp = device_module(options["device"])
+    except (RuntimeError, ValueError) as error:
+        raise TrainOptionError(f"train: {error}") from None
     seed = options["seed"]
     if options["task"] == "selective-copy":
-        task = SelectiveCopy(options["seq_len"], options["data_tokens"], options["vocab"])
+        try:
+            task = SelectiveCopy(options["seq_len"], options["data_tokens"], options["vocab"])
+        except ValueError as error:
+            raise TrainOptionError(f"train: {error}") from None
         vocab_size = task.vocab_size
         heldout_rng = np.random.default_rng([seed, 2])
         heldout = [task.batch(heldout_rng, options["batch"]) for _ in range(max(16, options["eval_batches"]))]
@@ -174,11 +201,7 @@ def train(**overrides):
         def evaluate(trainer, final):
             return trainer.evaluate(heldout if final else heldout[:options["eval_batches"]])
     else:
-        try:
-            with open(options["text"], encoding="utf-8") as f:
-                task = CharCorpus(f.read())
-        except OSError as error:
-            raise ValueError(f"train: cannot read --text {options['text']}: {error.strerror}") from None
+        task = _read_corpus(options["text"], options["seq_len"])
         vocab_size = task.vocab_size
 
         def next_batch(rng):
@@ -229,16 +252,16 @@ def train(**overrides):
               "tokens_per_s": tokens_per_step * len(losses) / train_time,
               "train_loss": float(np.mean(losses[-50:])), "heldout_loss": heldout_loss,
               "heldout_accuracy": heldout_accuracy, "losses": losses}
-    if options["task"] == "charlm":
-        prompt = task.encode("\n")
-        tokens = model_lib.generate(params, config, prompt, options["sample_length"],
-                                    rng=np.random.default_rng([seed, 3]), temperature=options["temperature"])
-        result["sample"] = task.decode(tokens[len(prompt):])
-    if options["checkpoint"]:
+    if options["checkpoint"]:  # before sampling, so that nothing after training can lose it
         model_lib.save(options["checkpoint"], {k: to_host(v) for k, v in params.items()}, config,
                        task=options["task"], steps=len(losses), heldout_loss=heldout_loss,
                        heldout_accuracy=heldout_accuracy,
                        chars="".join(task.chars) if options["task"] == "charlm" else None)
+    if options["task"] == "charlm":
+        prompt = task.encode("\n") if "\n" in task.index else task.train[:1]
+        tokens = model_lib.generate(params, config, prompt, options["sample_length"],
+                                    rng=np.random.default_rng([seed, 3]), temperature=options["temperature"])
+        result["sample"] = task.decode(tokens[len(prompt):])
     return result
 
 
@@ -264,7 +287,12 @@ def run(args):
     """Entry point for ``logscan train`` (``args`` from a parser set up by :func:`add_arguments`)."""
     overrides = {k: v for k, v in vars(args).items() if k in _ARGUMENT_NAMES}
     overrides["progress"] = not getattr(args, "no_progress", False)
-    print(report(train(**overrides)))
+    try:
+        result = train(**overrides)
+    except TrainOptionError as error:  # a bad option: its message, not a traceback
+        print(f"logscan {error}", file=sys.stderr)
+        return 2
+    print(report(result))
     return 0
 
 
