@@ -108,8 +108,9 @@ def test_charlm_text_too_short_is_refused_before_training(tmp_path, monkeypatch)
     text_file.write_text("abcdefghij" * 42)  # 420 characters: 42 held out
     monkeypatch.setattr(train_lib._Trainer, "step", lambda *args: pytest.fail("trained on a text too short"))
     options = {k: v for k, v in TINY.items() if k not in ("data_tokens", "vocab")}
-    with pytest.raises(train_lib.TrainOptionError, match=rf"train: the held-out part \(last 10 %\) of --text "
-                                                         rf".*short.txt has 42 characters, fewer than seq-len \+ 1 = 65"):
+    with pytest.raises(train_lib.TrainOptionError, match=r"train: the held-out part \(last 10 %\) of --text "
+                                                         r".*short.txt has 42 characters, fewer than seq-len \+ 1 "
+                                                         r"= 65"):
         train_lib.train(task="charlm", text=str(text_file), steps=5, **dict(options, seq_len=64))
     with pytest.raises(train_lib.TrainOptionError, match=r"train: the training part \(first 90 %\) .* has 378 "):
         train_lib.train(task="charlm", text=str(text_file), steps=5, **dict(options, seq_len=400))

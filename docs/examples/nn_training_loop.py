@@ -24,7 +24,7 @@ def batch():
 
 
 losses = []
-for step in range(150):
+for _ in range(150):
     x, target = batch()
     h, cache = mingru_forward(params, x)                  # (B, T, d_hidden), by one parallel scan
     error = h @ params["readout"] - target                # (B, T, 1)
