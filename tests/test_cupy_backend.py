@@ -141,20 +141,38 @@ def _load_emulator():
     return module
 
 
-@pytest.fixture(scope="module")
-def launchers(tmp_path_factory):
+def _emulated_build(tmp_path_factory, **options):
     if shutil.which("g++") is None:
         pytest.skip("g++ is not on PATH: cannot emulate the CUDA kernels on the CPU")
     emulator = _load_emulator()
     try:
-        return emulator, emulator.build(_module, tmp_path_factory.mktemp("emulated"))
+        return emulator, emulator.build(_module, tmp_path_factory.mktemp("emulated"), **options)
     except Exception as error:  # an old g++ without C++20 or _Float16
         pytest.skip(f"cannot build the CPU emulation of the kernels: {error}")
+
+
+@pytest.fixture(scope="module")
+def launchers(tmp_path_factory):
+    return _emulated_build(tmp_path_factory)
 
 
 @pytest.fixture
 def emulated(monkeypatch, launchers):
     emulator, table = launchers
+    emulator.install(monkeypatch, _module, table)
+    return table
+
+
+@pytest.fixture(scope="module")
+def aggregates_only_launchers(tmp_path_factory):
+    """lookback.cu alone (a third of the full build's time), every tile but the first publishing only its
+    aggregate."""
+    return _emulated_build(tmp_path_factory, files=("lookback.cu",), defines=("LOGSCAN_LOOKBACK_AGGREGATES_ONLY",))
+
+
+@pytest.fixture
+def emulated_aggregates_only(monkeypatch, aggregates_only_launchers):
+    emulator, table = aggregates_only_launchers
     emulator.install(monkeypatch, _module, table)
     return table
 
@@ -274,6 +292,18 @@ def test_emulated_vectorized_per_channel(emulated, monkeypatch):
 @pytest.mark.parametrize("op", OPS)
 def test_emulated_lookback_across_channel_groups(emulated, op):
     _run_case("lookback", op, np.float32, 2, 200, 40)  # 2 groups of 32 lanes per row, the last part idle
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("with_h0, reverse, strided", [(True, False, False), (False, True, True)],
+                         ids=["h0", "reverse-strided"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("op", OPS)
+def test_emulated_lookback_composes_aggregates_walking_back(emulated_aggregates_only, op, dtype, with_h0,
+                                                            reverse, strided):
+    """Every tile walks back to the first, composing the aggregates of all the tiles between, forward and
+    backward: 5 tiles of 64 steps (the last partial) in 4 groups of 32 channels (2 per row, the last part idle)."""
+    _run_case("lookback", op, dtype, 2, 300, 40, with_h0=with_h0, reverse=reverse, strided=strided)
 
 
 def test_lookback_workspace_and_tiles():

@@ -34,6 +34,7 @@ from numba import cuda  # noqa: E402
 import logscan  # noqa: E402
 from logscan import _device, reference  # noqa: E402
 from logscan.backends import numba_cuda as backend  # noqa: E402
+from logscan.backends.numba_cuda import lookback  # noqa: E402
 from logscan.backends.numba_cuda._kernels import LaunchConfig  # noqa: E402
 
 METHODS = backend.methods
@@ -463,6 +464,19 @@ def test_chunked_backward_two_levels_of_carry(op):
     want = getattr(reference, op + "_backward")(g, a, b, h, axis=1, **{key: h0})
     for x, y in zip(got, want, strict=True):
         assert_close(x, y, np.float64, 200)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("op", ["scan", "linear_scan"])
+def test_lookback_composes_totals_walking_back(op, reverse, monkeypatch):
+    """Every tile but the first publishes only its total, so every walk back composes the totals of all the
+    tiles before it, as a GPU may have to: 7 tiles of 2 rows x 3 steps per group of 2 channels, 2 groups."""
+    monkeypatch.setattr(lookback, "PUBLISH_INCLUSIVE", False)
+    assert backend.CONFIG.chunk_layout(2, np.float64) == (2, 2, 3, False)
+    a, b, h0 = inputs((2, 40, 2), np.float64, seed=51, axis=1, linear=op == "linear_scan", h0=not reverse)
+    state = {"log_h0" if op == "scan" else "h0": h0, "axis": 1, "reverse": reverse}
+    got = getattr(logscan, op)(a, b, **state, method="lookback", backend=BACKEND)
+    assert_close(got, getattr(reference, op)(a, b, **state), np.float64, 40)
 
 
 # ------------------------------------------------------ warp shuffles, emulated

@@ -1,8 +1,9 @@
 """Run the CuPy backend's CUDA C kernels on the CPU, for tests on machines without a GPU.
 
-:func:`build` compiles every kernel file with g++ against ``emulator.h``
-(each block becomes blockDim std::threads) into one shared library, with one
-``extern "C"`` launcher per name expression; :func:`install` then makes
+:func:`build` compiles every kernel file (or those asked for, with test-build
+macros defined) with g++ against ``emulator.h`` (each block becomes blockDim
+std::threads) into one shared library, with one ``extern "C"`` launcher per
+name expression; :func:`install` then makes
 ``logscan.backends.cupy_backend._module.get_kernel`` return those launchers,
 so the backend's own host code (launch configuration, workspace carving,
 recursion, phase order) drives the same kernels on NumPy buffers.
@@ -26,19 +27,33 @@ def compiler() -> str | None:
     return shutil.which("g++")
 
 
-def _program(module):
-    names = [name for file in module.files() for name in module.name_expressions(file)]
-    lines = ['#include "emulator.h"']
-    lines += [f'#include "{module.KERNEL_DIR / file}"' for file in module.files()]
+def _program(module, files, defines):
+    names = [name for file in files for name in module.name_expressions(file)]
+    lines = [f"#define {name} 1" for name in defines] + ['#include "emulator.h"']
+    lines += [f'#include "{module.KERNEL_DIR / file}"' for file in files]
     for k, name in enumerate(names):
         lines.append(f'extern "C" void emulated_{k}(unsigned grid, unsigned block, void** args) '
                      f'{{ launch(&{name}, grid, block, args); }}')
     return "\n".join(lines) + "\n", names
 
 
-def build(module, directory: Path | None = None):
-    """Compile the emulated kernels; returns {name expression: launcher}."""
-    text, names = _program(module)
+def build(module, directory: Path | None = None, *, defines=(), files=None):
+    """Compile the emulated kernels; returns {name expression: launcher}.
+
+    Parameters
+    ----------
+    module
+        The backend's kernel catalog, ``logscan.backends.cupy_backend._module``.
+    directory : Path, optional
+        Where the compiled library is cached (a ``logscan-emulated`` folder in it); the system's
+        temporary folder by default.
+    defines : sequence of str, optional
+        Preprocessor macros defined (to 1) before every kernel file, e.g. a kernel's test-build
+        switch. They are lines of the generated program, so they enter the cache digest.
+    files : sequence of str, optional
+        The kernel files to build (default: all of ``module.files()``); fewer files build faster.
+    """
+    text, names = _program(module, module.files() if files is None else tuple(files), tuple(defines))
     sources = text + "".join((module.KERNEL_DIR / f).read_text() for f in sorted(
         p.name for p in module.KERNEL_DIR.iterdir())) + (HERE / "emulator.h").read_text()
     digest = hashlib.sha256(sources.encode()).hexdigest()[:16]

@@ -30,6 +30,13 @@ from numba import cuda, int64
 
 from .chunked import _block_scan, make_chunk_total, make_load_chunk, make_tile_position
 
+#: Whether every tile publishes its inclusive state (status 2); the first always does. Only tests set it
+#: False, under the simulator: it runs blocks one after another, so a walk back would always stop at the
+#: tile just before and never compose totals. With False every walk composes every total down to the first
+#: tile, a schedule a GPU may take in part. Read when the simulator runs a kernel; frozen as a constant
+#: when a kernel is compiled.
+PUBLISH_INCLUSIVE = True
+
 
 def make_scan(space, lanes, rows, chunk, shuffle):
     """Kernel ``(a, b, h0, has_h0, out, ticket, status, agg_a, agg_b, inclusive, outer, T, inner, tiles)``."""
@@ -88,9 +95,10 @@ def make_scan(space, lanes, rows, chunk, shuffle):
                     acc_a, acc_b = compose(p_a, p_b, acc_a, acc_b)
                     k -= 1
                 state_in = apply(acc_a, acc_b, before)
-            inclusive[c, j] = apply(total_a, total_b, state_in)
-            cuda.threadfence()
-            cuda.atomic.exch(status, (c, j), 2)
+            if j == 0 or PUBLISH_INCLUSIVE:
+                inclusive[c, j] = apply(total_a, total_b, state_in)
+                cuda.threadfence()
+                cuda.atomic.exch(status, (c, j), 2)
             shared_state[lane] = state_in
         cuda.syncthreads()
         # ---- fix-up from registers

@@ -32,6 +32,13 @@
 //
 // Accuracy: a thread walks 8 steps, the warp prefixes a walk of 8, the
 // look-back a walk over tiles: float32 error grows like sqrt(T / 64) ulp.
+//
+// Test builds: defining LOGSCAN_LOOKBACK_AGGREGATES_ONLY (never in
+// production) makes every tile but the first in scan order publish only its
+// map (AGGREGATE), never its outgoing state, so every look-back walks back to
+// the first tile composing each map on the way. A GPU may take that path in
+// part; the CPU emulation, which runs blocks one after another, otherwise
+// never does.
 #include "common.cuh"
 
 namespace logscan {
@@ -84,6 +91,9 @@ __device__ __forceinline__ C decoupled_lookback(C* map_a, C* map_b, C* state_out
             RA = KA;
             RB = KB;
         }
+#ifdef LOGSCAN_LOOKBACK_AGGREGATES_ONLY
+        return state;  // test builds: the tiles after this one compose its map too
+#endif
     }
     store_volatile(state_out + status, Sp::apply(PA, state, PB));
     __threadfence();
