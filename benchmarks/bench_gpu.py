@@ -55,7 +55,7 @@ class GpuScan:
         # warm-up: compiles every kernel the timed calls use
         self.log_h = logscan.scan(self.log_a, self.log_b, **self.kwargs)
         self.grad_log_h = to_device(log_b)
-        logscan.scan_backward(self.grad_log_h, self.log_a, self.log_b, self.log_h, **self.kwargs)
+        self.grads = logscan.scan_backward(self.grad_log_h, self.log_a, self.log_b, self.log_h, **self.kwargs)
         self.h = logscan.linear_scan(self.a, self.b, **self.kwargs)
         self.sync()
 
@@ -71,11 +71,11 @@ class GpuScan:
         logscan.linear_scan(self.a, self.b, out=self.h, **self.kwargs)
         self.sync()
 
-    def track_forward_bandwidth(self, backend, method, shape_id):
-        """Forward scan bytes per second over a device-to-device copy's, same process."""
+    def _fraction(self, fn, arrays_moved):
+        """Bytes per second of ``fn`` (moving ``arrays_moved`` arrays of the input's size) over a device copy's."""
 
-        def scan():
-            logscan.scan(self.log_a, self.log_b, out=self.log_h, **self.kwargs)
+        def timed():
+            fn()
             self.sync()
 
         def copy():
@@ -83,6 +83,17 @@ class GpuScan:
             self.sync()
 
         nbytes = self.log_a.nbytes
-        return (3 * nbytes / best_seconds(scan)) / (2 * nbytes / best_seconds(copy))
+        return (arrays_moved * nbytes / best_seconds(timed)) / (2 * nbytes / best_seconds(copy))
+
+    def track_forward_bandwidth(self, backend, method, shape_id):
+        """Forward scan (reads log_a, log_b; writes log_h) bytes per second over a device copy's, same process."""
+        return self._fraction(lambda: logscan.scan(self.log_a, self.log_b, out=self.log_h, **self.kwargs), 3)
 
     track_forward_bandwidth.unit = "fraction of device copy bandwidth"
+
+    def track_backward_bandwidth(self, backend, method, shape_id):
+        """Backward (reads grad_log_h, log_a, log_b, log_h; writes two gradients) over a device copy's."""
+        return self._fraction(lambda: logscan.scan_backward(self.grad_log_h, self.log_a, self.log_b, self.log_h,
+                                                            out=self.grads, **self.kwargs), 6)
+
+    track_backward_bandwidth.unit = "fraction of device copy bandwidth"

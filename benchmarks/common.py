@@ -39,8 +39,7 @@ AXIS = 1
 BASE_METHODS = ("auto", "sequential", "hillis_steele", "blelloch")
 # GPU backends are not imported before setup (no CUDA at import): these are the
 # methods their suites try; a method a backend lacks is skipped in setup.
-GPU_METHODS = BASE_METHODS + ("chunked",)
-
+GPU_METHODS = BASE_METHODS + ("chunked", "lookback")
 
 
 class Timing:

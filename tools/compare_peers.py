@@ -23,7 +23,8 @@ Runners (a missing package skips its runners with a line saying so):
   scan, and ``torch.nn.GRU`` of the same widths (``tools/bench_nn.py``, run in
   its own process because it sets the BLAS thread count before NumPy loads);
 - on a GPU also ``cupy.cumsum`` of one input (a memory-bound scan of the same
-  size, the practical ceiling), a device-to-device copy of it (the physical
+  size, the practical ceiling), a device-to-device copy of as many bytes as a
+  scan moves (``1.5 * N * itemsize`` read and as many written: the physical
   ceiling), the torch two-pass on CUDA when torch has CUDA, and
   accelerated-scan's warp kernel (linear space ``h = a h + b`` on ``exp`` of
   the same inputs, in its (B, D, T) layout; its accuracy column is ``log h``)
@@ -36,8 +37,10 @@ machine hits them all alike. The time reported is the best call: on a shared
 machine the fastest call is the one least disturbed by other processes (the
 median is kept in ``peers.json``). GPU
 runners synchronize after each call. Throughput is
-elements per second, and GB/s counts ``3 * N * itemsize`` bytes (two inputs
-read, one output written).
+elements per second, and GB/s counts the bytes each runner must move:
+``3 * N * itemsize`` for a scan (two inputs read, one output written), also
+for the device copy, and ``2 * N * itemsize`` for ``cupy.cumsum`` (one read,
+one written).
 
 Usage::
 
@@ -113,13 +116,15 @@ def max_error(result, ref):
 @dataclass
 class Runner:
     """One way to compute the scan: ``prepare(log_a, log_b)`` (NumPy, untimed) returns ``run()``,
-    a call that computes it and waits for it; ``to_numpy`` turns the result into NumPy (None: no accuracy)."""
+    a call that computes it and waits for it; ``to_numpy`` turns the result into NumPy (None: no accuracy);
+    ``traffic``: arrays of ``N`` elements that a call must read or write (the bytes GB/s counts)."""
 
     name: str
     kind: str  # "logscan", "peer" or "ceiling"
     device: str  # "cpu" or "gpu"
     prepare: object
     to_numpy: object = np.asarray
+    traffic: int = 3
 
 
 def logscan_runner(backend, method, device):
@@ -230,15 +235,16 @@ def cupy_cumsum_prepare(log_a, log_b):
 
 
 def cupy_copy_prepare(log_a, log_b):
+    """A device-to-device copy of half the bytes of the three arrays of a scan: it moves as many as the scan."""
     cupy = optional("cupy")
 
-    a = cupy.asarray(log_a)
-    out = cupy.empty_like(a)
-    sync = cupy.cuda.get_current_stream().synchronize
+    nbytes = 3 * log_a.nbytes // 2
+    src, dst = cupy.zeros(nbytes, cupy.uint8), cupy.empty(nbytes, cupy.uint8)
+    stream = cupy.cuda.get_current_stream()
 
     def run():
-        cupy.copyto(out, a)
-        sync()
+        dst.data.copy_from_device_async(src.data, nbytes, stream)
+        stream.synchronize()
 
     return run
 
@@ -325,8 +331,8 @@ def build_runners(args, gpu):
     else:
         skipped.append("torch two-pass: torch is not installed (pip install 'logscan[peers]')")
     if gpu:
-        runners.append(Runner("cupy.cumsum (ceiling)", "ceiling", "gpu", cupy_cumsum_prepare, None))
-        runners.append(Runner("device copy (ceiling)", "ceiling", "gpu", cupy_copy_prepare, None))
+        runners.append(Runner("cupy.cumsum (ceiling)", "ceiling", "gpu", cupy_cumsum_prepare, None, traffic=2))
+        runners.append(Runner("device copy (ceiling)", "ceiling", "gpu", cupy_copy_prepare, None, traffic=3))
         if have("torch"):
             torch = optional("torch")
 
@@ -405,7 +411,8 @@ def run_case(runners, shape, dtype, args, group):
         rows.append(dict(group=group, shape=list(shape), B=shape[0], T=shape[1], D=shape[2],
                          channels=shape[0] * shape[2], dtype=np.dtype(dtype).name, name=runner.name, kind=runner.kind,
                          device=runner.device, seconds=best, median_seconds=median, calls=len(times),
-                         elements_per_s=n / best, gb_per_s=3 * n * np.dtype(dtype).itemsize / best / 1e9,
+                         elements_per_s=n / best,
+                         gb_per_s=runner.traffic * n * np.dtype(dtype).itemsize / best / 1e9,
                          max_abs_error=err, nonfinite=bad))
         say(f"  {shape} {runner.name:<30s} best {best * 1e3:10.3f} ms  median {median * 1e3:10.3f} ms  "
             f"({len(times)} calls)  error {fmt_err(err, bad)}")

@@ -4,9 +4,12 @@
 # Needs: numpy, numba, numba-cuda, cupy, pytest, hypothesis (already installed);
 # runs the checkout in place (PYTHONPATH=<repo root>), installs nothing.
 #
-#   tools/gpu_check.sh               benchmark table, then the GPU tests
+#   tools/gpu_check.sh               benchmark table, then the GPU tests (pytest -m gpu), then the contract
+#                                    suite on each GPU backend that runs (LOGSCAN_TEST_BACKENDS=<backend>)
 #   tools/gpu_check.sh --quick       the same, benchmark on the three target shapes only
-#   tools/gpu_check.sh --sanitize    also every kernel under compute-sanitizer memcheck and racecheck
+#   tools/gpu_check.sh --no-bench --no-tests --sanitize --budget=S
+#                                    every kernel under compute-sanitizer memcheck and racecheck; run it as
+#                                    a call of its own: it comes after the other stages, whose budget it shares
 #   tools/gpu_check.sh --charlm=FILE [--charlm-steps=N]
 #                                    also train the charlm task on the GPU (CuPy) on the text FILE
 #                                    (tinyshakespeare.txt; the machine has no network, so carry it
@@ -18,20 +21,21 @@
 #                                    shape by shape)
 #   --no-bench, --no-tests           leave out those stages (a second call for --charlm, say)
 #
-# Logs go to ${LOGSCAN_GPU_LOGS:-$TMPDIR/logscan_gpu_check}/. A short summary table is printed last.
+# Logs go to ${LOGSCAN_GPU_LOGS:-$TMPDIR/logscan_gpu_check}/ (CuPy's kernel cache too). A short summary
+# table is printed last.
 # The interpreter is $PYTHON, else python3 (the GPU image's), else python.
-# Exit status: 0 when the tests pass (and the sanitizers are clean, when asked) within the budget.
+# Exit status: 0 when the GPU tests and the contract suites pass (and the sanitizers are clean, when
+# asked) within the budget;
+# without a GPU every stage skips, and the status is 0.
 
 set -u
+CALLER_DIR=$PWD  # relative paths given (--charlm, LOGSCAN_GPU_LOGS) are the caller's
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1  # a stage cut short by its time limit still shows what it printed
 unset NUMBA_ENABLE_CUDASIM
 PY=${PYTHON:-$(command -v python3 || command -v python || echo python)}  # the GPU image names its Python python3
-LOGS=${LOGSCAN_GPU_LOGS:-${TMPDIR:-/tmp}/logscan_gpu_check}
-mkdir -p "$LOGS"
-rm -f "$LOGS/bench.json"  # the summary must not show an earlier run's rows
 
 SANITIZE=0
 QUICK=()
@@ -44,12 +48,12 @@ for arg in "$@"; do
   case "$arg" in
     --sanitize) SANITIZE=1 ;;
     --quick) QUICK=(--quick) ;;
-    --charlm=*) CHARLM=${arg#--charlm=} ;;
+    --charlm=*) CHARLM=${arg#--charlm=}; case "$CHARLM" in /*) ;; *) CHARLM="$CALLER_DIR/$CHARLM" ;; esac ;;
     --charlm-steps=*) CHARLM_STEPS=${arg#--charlm-steps=} ;;
     --budget=*) BUDGET=${arg#--budget=} ;;
     --no-bench) RUN_BENCH=0 ;;
     --no-tests) RUN_TESTS=0 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^$/p' "$ROOT/tools/gpu_check.sh"; exit 0 ;;
     *) echo "gpu_check: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -57,6 +61,13 @@ case "$BUDGET" in
   ''|*[!0-9]*) echo "gpu_check: --budget takes whole seconds, got '$BUDGET'" >&2; exit 2 ;;
 esac
 DEADLINE=$((SECONDS + BUDGET))
+
+LOGS=${LOGSCAN_GPU_LOGS:-${TMPDIR:-/tmp}/logscan_gpu_check}
+case "$LOGS" in /*) ;; *) LOGS="$CALLER_DIR/$LOGS" ;; esac
+mkdir -p "$LOGS" || { echo "gpu_check: cannot create the log folder $LOGS" >&2; exit 2; }
+[ -n "${LOGSCAN_GPU_LOGS:-}" ] || echo "gpu_check: LOGSCAN_GPU_LOGS is unset; logs go to $LOGS"
+rm -f "$LOGS/bench.json" "$LOGS/bench.json.partial"  # the summary must not show an earlier run's rows
+export CUPY_CACHE_DIR="$LOGS/cupy_cache"  # not ~/.cupy: the home folder may not be writable, or kept
 
 # limited CMD...: CMD under `timeout` with what is left of the budget (rc 124 when cut short)
 limited() {
@@ -66,6 +77,14 @@ limited() {
     return 124
   fi
   timeout --signal=INT --kill-after=10 "$left" "$@"
+}
+
+# pytest_line LOG RC: the last line of a pytest run (its passed/failed counts), saying when it was cut short
+pytest_line() {
+  local line
+  line=$(tail -n 1 "$1")
+  [ "$2" = 124 ] && line="cut short by the budget; last line: $line"
+  echo "${line:-no output}"
 }
 
 echo "== machine"
@@ -83,11 +102,14 @@ if cuda.is_available():
     d = cuda.get_current_device()
     print("device:", d.name, "cc", d.compute_capability)
 EOF
+HAVE_GPU=0
+grep -q "^cuda available: True" "$LOGS/versions.txt" && HAVE_GPU=1
 
 BENCH_RC="not run"
 if [ "$RUN_BENCH" = 1 ]; then
   echo "== benchmark (every GPU backend x method x shape, float32)"
-  limited "$PY" tools/gpu_bench.py "${QUICK[@]}" --json "$LOGS/bench.json" 2>&1 | tee "$LOGS/bench.txt"
+  # ${A[@]+"${A[@]}"}: an empty array under set -u is an error in bash < 4.4
+  limited "$PY" tools/gpu_bench.py ${QUICK[@]+"${QUICK[@]}"} --json "$LOGS/bench.json" 2>&1 | tee "$LOGS/bench.txt"
   BENCH_RC=${PIPESTATUS[0]}
 fi
 
@@ -98,13 +120,40 @@ if [ "$RUN_TESTS" = 1 ]; then
   limited "$PY" -m pytest -m gpu -q -p no:cacheprovider -o addopts="" --import-mode=importlib -rs tests/ \
     2>&1 | tee "$LOGS/tests.txt"
   TESTS_RC=${PIPESTATUS[0]}
-  TESTS_LINE=$(tail -n 1 "$LOGS/tests.txt")
-  [ "$TESTS_RC" = 124 ] && TESTS_LINE="cut short by the budget; last line: $TESTS_LINE"
+  TESTS_LINE=$(pytest_line "$LOGS/tests.txt" "$TESTS_RC")
+fi
+
+# the contract suite on NumPy arrays copied to each GPU backend and back (tests/conftest.py)
+CONTRACT_SUMMARY=()
+CONTRACT_RC=0
+if [ "$RUN_TESTS" = 1 ]; then
+  for backend in numba_cuda cupy; do
+    limited "$PY" -c 'import sys, logscan; sys.exit(sys.argv[1] not in logscan.available_backends())' "$backend"
+    rc=$?
+    if [ "$rc" = 124 ]; then
+      CONTRACT_SUMMARY+=("$(printf '%-11s %s: not run, budget spent (rc 124)' "contract" "$backend")")
+      CONTRACT_RC=1
+      continue
+    elif [ "$rc" != 0 ]; then
+      CONTRACT_SUMMARY+=("$(printf '%-11s %s: not run (it cannot run here)' "contract" "$backend")")
+      continue
+    fi
+    echo "== contract suite on $backend"
+    limited env LOGSCAN_TEST_BACKENDS="$backend" "$PY" -m pytest -q -p no:cacheprovider -o addopts="" \
+      --import-mode=importlib tests/test_contract.py tests/test_special_values.py tests/test_backward_out.py \
+      2>&1 | tee "$LOGS/contract-$backend.txt"
+    rc=${PIPESTATUS[0]}
+    CONTRACT_SUMMARY+=("$(printf '%-11s %s: %s (rc %s)' "contract" "$backend" \
+      "$(pytest_line "$LOGS/contract-$backend.txt" "$rc")" "$rc")")
+    [ "$rc" = 0 ] || CONTRACT_RC=1
+  done
 fi
 
 SANITIZE_SUMMARY=()
 SANITIZE_RC=0
-if [ "$SANITIZE" = 1 ]; then
+if [ "$SANITIZE" = 1 ] && [ "$HAVE_GPU" = 0 ]; then
+  SANITIZE_SUMMARY+=("sanitizer   no GPU here: not run")
+elif [ "$SANITIZE" = 1 ]; then
   SAN=$(command -v compute-sanitizer || true)
   for candidate in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
     [ -z "$SAN" ] && [ -x "$candidate" ] && SAN=$candidate
@@ -141,22 +190,18 @@ echo
 echo "================ logscan GPU check: summary ================"
 grep -E "^device:" "$LOGS/versions.txt" || echo "device: none"
 printf '%-11s %s (rc %s)\n' "tests" "$TESTS_LINE" "$TESTS_RC"
-if [ -s "$LOGS/bench.json" ]; then
-  "$PY" - "$LOGS/bench.json" <<'EOF'
-import json, sys
-rows = json.load(open(sys.argv[1]))["rows"]
-print(f"{'backend':<11} {'auto method':<12} {'dir':<8} {'shape':<16} {'frac copy':>9} {'vs cumsum':>9}  target")
-for r in rows:
-    if not r["auto"] or r["target"] is None:
-        continue
-    ok = r["frac_copy"] >= r["target"] and not (r["vs_cumsum"] <= 1)
-    print(f"{r['backend']:<11} {r['method']:<12} {r['direction']:<8} {'x'.join(map(str, r['shape'])):<16} "
-          f"{r['frac_copy']:9.2f} {r['vs_cumsum']:9.2f}  {'PASS' if ok else 'FAIL'} (>= {r['target']:.2f})")
-EOF
+for line in ${CONTRACT_SUMMARY[@]+"${CONTRACT_SUMMARY[@]}"}; do echo "$line"; done
+if [ "$RUN_BENCH" = 0 ]; then
+  echo "bench       not run (--no-bench)"
+elif [ -s "$LOGS/bench.json" ]; then
+  # the verdicts of tools/gpu_bench.py itself (forward: copy fraction, cumsum, two-pass; backward: copy fraction)
+  "$PY" tools/gpu_bench.py --summary "$LOGS/bench.json" || echo "bench       summary failed: see $LOGS/bench.txt"
 else
   echo "bench       no results (rc $BENCH_RC)"
 fi
 [ "$BENCH_RC" = 124 ] && echo "bench       cut short by the budget: the rows above (if any) are the shapes it finished"
-for line in "${SANITIZE_SUMMARY[@]}" "${CHARLM_SUMMARY[@]}"; do echo "$line"; done
+for line in ${SANITIZE_SUMMARY[@]+"${SANITIZE_SUMMARY[@]}"} ${CHARLM_SUMMARY[@]+"${CHARLM_SUMMARY[@]}"}; do
+  echo "$line"
+done
 echo "logs: $LOGS ($SECONDS s of a $BUDGET s budget)"
-[ "$TESTS_RC" = 0 ] && [ "$SANITIZE_RC" = 0 ]
+[ "$TESTS_RC" = 0 ] && [ "$CONTRACT_RC" = 0 ] && [ "$SANITIZE_RC" = 0 ]
