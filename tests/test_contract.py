@@ -1,4 +1,4 @@
-"""The scan contract (DESIGN section 3), for every CPU backend and method, against the float64 reference.
+"""The scan contract (DESIGN section 3), for every backend under test and method, against the float64 reference.
 
 Each test states one clause of the contract; all compare with
 :mod:`logscan.reference` under the tolerance table of ``tests/helpers.py``.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import logscan
-from logscan import reference
+from logscan import reference, registry
 from tests.helpers import (
     FLOATS,
     PACKED_FLAG,
@@ -457,7 +457,12 @@ def test_same_inputs_give_same_bits(backend, method, dtype, rng):
         h = logscan.linear_scan(np.exp(log_a), g.copy(), axis=1, reverse=True, method=method, backend=backend)
         runs.append((log_h, *grads, h))
     for name, x, y in zip(["log_h", "grad_log_a", "grad_log_b", "grad_log_h0", "h"], *runs, strict=True):
-        assert_same_bits(x, y, what=name)
+        if method == "lookback" and registry.spec(backend).device == "cuda":
+            # the documented exception: a tile's look-back composes as many predecessors as are
+            # not finished yet, which timing decides, so the last bits may change between runs
+            assert_close(x, y, dtype, log_b.shape[1], what=name)
+        else:
+            assert_same_bits(x, y, what=name)
 
 
 # ------------------------------------------------------------ what the front door promises backends

@@ -28,10 +28,12 @@ Methods
     Float32/float64 only (the core computes float16 through float32 copies).
 
 ``method="auto"`` (:func:`choose_method`) takes ``"sequential"`` for short
-sequences or very many channels (2^18 forward, 2^14 backward), else
-``"lookback"`` when ``inner >= 32`` and ``"chunked"`` otherwise. These
-thresholds come from occupancy arithmetic and still have to be replaced by
-measurements on an H100/H200.
+sequences or many channels (2^14), else ``"chunked"``. It never takes
+``"lookback"``: how far its tiles look back depends on the timing of the
+run, so its results may differ in the last bits from run to run, and the
+scan contract promises the same bits for the same inputs (ask for it by
+name where speed matters more). These thresholds come from occupancy
+arithmetic and still have to be replaced by measurements on an H100/H200.
 
 Interface
 ---------
@@ -73,8 +75,7 @@ MAX_BLOCKS = 1 << 20       # grids stride beyond this
 TARGET_THREADS = 1 << 18   # enough threads in flight to saturate memory
 MIN_VECTOR_THREADS = 1 << 15  # vectorize only while this many threads remain
 MIN_CHUNK, MAX_CHUNK = 32, 1 << 14
-SEQUENTIAL_MIN_CHANNELS = 1 << 14  # auto, backward: one thread per channel from this many channels
-SEQUENTIAL_MIN_CHANNELS_FORWARD = 1 << 18  # auto, forward (the look-back pass is the alternative)
+SEQUENTIAL_MIN_CHANNELS = 1 << 14  # auto: one thread per channel from this many channels
 SEQUENTIAL_MAX_T = 256             # auto: or for short sequences
 WORKSPACE_ALIGN = 256
 LOOKBACK_BLOCK = 256       # 8 warps; must match LOOKBACK_WARPS in lookback.cu
@@ -206,15 +207,12 @@ def choose_method(op, dtype, outer, T, inner):
     # A first rule from occupancy arithmetic, not yet from measurements (to
     # redo on the GPU machine): one thread per channel reads and writes every
     # element once but keeps only ~64 bytes per buffer in flight per thread,
-    # so it needs very many channels to cover memory latency; the look-back
-    # pass also reads once and makes a block of 32 channels x 64 steps per
-    # tile, so it fills the GPU whatever T; the chunked passes read twice.
-    channels = outer * inner
-    if T <= SEQUENTIAL_MAX_T:
+    # so it needs many channels to cover memory latency; the chunked passes
+    # fill the GPU whatever T but read the inputs twice. "lookback" (inputs
+    # read once) is left out: its last bits depend on the run's timing.
+    if T <= SEQUENTIAL_MAX_T or outer * inner >= SEQUENTIAL_MIN_CHANNELS:
         return "sequential"
-    if channels >= (SEQUENTIAL_MIN_CHANNELS if op.endswith("backward") else SEQUENTIAL_MIN_CHANNELS_FORWARD):
-        return "sequential"
-    return "lookback" if inner >= LOOKBACK_LANES else "chunked"
+    return "chunked"
 
 
 def workspace_size(op, dtype, outer, T, inner, method):
