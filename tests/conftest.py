@@ -1,8 +1,11 @@
 """Fixtures of the contract suite: which backends and methods run, and a seeded generator.
 
 Backends are the CPU backends that :func:`logscan.available_backends` lists;
-``LOGSCAN_TEST_BACKENDS=numpy,numba`` restricts them (a name given there that
-cannot run here is an error, not a silent skip). Methods are those each
+``LOGSCAN_TEST_BACKENDS=numpy,numba`` chooses others (a name given there that
+cannot run here is an error, not a silent skip). It may name the GPU backends
+(``numba_cuda``, ``cupy``), which then run the same suite on NumPy arrays,
+copied to the device and back (``tools/gpu_check.sh`` does so on a GPU;
+``numba_cuda`` also runs under ``NUMBA_ENABLE_CUDASIM=1``). Methods are those each
 backend declares in its ``methods`` tuple, so a backend that adds one (the
 numba ``"chunked"``) is tested with no change here.
 
@@ -33,16 +36,21 @@ settings.load_profile("default")
 
 
 # ------------------------------------------------------------ backends, methods
-def _cpu_backends():
+def _backends_under_test():
     cpu = [name for name in registry.names() if registry.spec(name).device == "cpu"]
     wanted = os.environ.get("LOGSCAN_TEST_BACKENDS", "").strip()
     if not wanted:
         return [name for name in logscan.available_backends() if name in cpu]
     names = [w.strip() for w in wanted.split(",") if w.strip()]
-    unknown = [n for n in names if n not in cpu]
+    unknown = [n for n in names if n not in registry.names()]
     if unknown:
-        raise pytest.UsageError(f"LOGSCAN_TEST_BACKENDS names {unknown}, which are not CPU backends; "
-                                f"expected some of {cpu}")
+        raise pytest.UsageError(f"LOGSCAN_TEST_BACKENDS names {unknown}, which are not backends; "
+                                f"expected some of {registry.names()}")
+    # a GPU backend runs the suite on NumPy arrays (copied to the device and back), where it can run at all
+    absent = [n for n in names if n not in cpu and n not in logscan.available_backends()]
+    if absent:
+        raise pytest.UsageError(f"LOGSCAN_TEST_BACKENDS names {absent}, which cannot run here "
+                                f"(no GPU, or its package is missing)")
     return names
 
 
@@ -53,12 +61,12 @@ def _methods(name):
         raise pytest.UsageError(f"backend {name!r} cannot be tested here: {error}") from error
 
 
-CPU_BACKENDS = _cpu_backends()
-BACKEND_METHODS = [(name, method) for name in CPU_BACKENDS for method in _methods(name)]
+BACKENDS = _backends_under_test()
+BACKEND_METHODS = [(name, method) for name in BACKENDS for method in _methods(name)]
 
 
 def pytest_report_header(config):
-    return f"logscan CPU backends under test: {', '.join(f'{b}:{m}' for b, m in BACKEND_METHODS)}"
+    return f"logscan backends under test: {', '.join(f'{b}:{m}' for b, m in BACKEND_METHODS)}"
 
 
 def pytest_generate_tests(metafunc):
@@ -66,7 +74,7 @@ def pytest_generate_tests(metafunc):
     if "backend" in names and "method" in names:
         metafunc.parametrize(("backend", "method"), BACKEND_METHODS, ids=[f"{b}-{m}" for b, m in BACKEND_METHODS])
     elif "backend" in names:
-        metafunc.parametrize("backend", CPU_BACKENDS, ids=CPU_BACKENDS)
+        metafunc.parametrize("backend", BACKENDS, ids=BACKENDS)
 
 
 @pytest.fixture

@@ -86,10 +86,10 @@ def test_every_available_cpu_backend_loads_and_exposes_the_interface():
 
 def test_test_suite_backends(request):
     """The suite covers what LOGSCAN_TEST_BACKENDS asks, or every available CPU backend."""
-    from tests.conftest import CPU_BACKENDS
+    from tests.conftest import BACKENDS
 
     wanted = os.environ.get("LOGSCAN_TEST_BACKENDS", "").strip()
     if wanted:
-        assert CPU_BACKENDS == [w.strip() for w in wanted.split(",") if w.strip()]
+        assert BACKENDS == [w.strip() for w in wanted.split(",") if w.strip()]
     else:
-        assert CPU_BACKENDS == [n for n in logscan.available_backends() if registry.spec(n).device == "cpu"]
+        assert BACKENDS == [n for n in logscan.available_backends() if registry.spec(n).device == "cpu"]
