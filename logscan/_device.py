@@ -291,6 +291,9 @@ def _describe(caller, name, x):
                              f"its itemsize {dtype.itemsize}")
         strides = tuple(int(s) // dtype.itemsize for s in cai["strides"])
     ptr, readonly = cai["data"]
+    if ptr % dtype.itemsize:  # a misaligned load is a CUDA error that ends the whole context
+        raise ValueError(f"{caller}: {name} starts at {ptr:#x}, not a multiple of its itemsize {dtype.itemsize}; "
+                         f"GPU kernels need element-aligned data")
     return _Operand(ptr, shape, strides, dtype, x, bool(readonly), cai.get("stream"), _device_id(x, ptr))
 
 

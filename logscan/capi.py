@@ -180,12 +180,29 @@ def _run(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backen
          workspace, workspace_bytes, stream=None):
     """Shared body of the four operations: views, float16 staging, reverse, dispatch (on ``stream``)."""
     _check_common(caller, op, outer, T, inner, dtype, method)
+    if device != "cpu":
+        _check_device_alignment(caller, buffers, dtype, workspace)
     module, method = _resolve(caller, op, outer, T, inner, dtype, method, backend, device)
     kernel_bytes, _ = _workspace_parts(module, op, dtype, outer, T, inner, method)
     with _stream_scope(caller, module, device, stream):
         _run_resolved(caller, op, module, method, buffers, outer=outer, T=T, inner=inner, dtype=dtype,
                       reverse=reverse, workspace=workspace, workspace_bytes=workspace_bytes,
                       kernel_bytes=kernel_bytes)
+
+
+_DEVICE_WORKSPACE_ALIGN = 16  # pieces are carved at 64-byte offsets and hold 8-byte values and vectors
+
+
+def _check_device_alignment(caller, buffers, dtype, workspace):
+    """Device pointers must be element-aligned (a misaligned load is a CUDA error that ends the context)."""
+    itemsize = np.dtype(dtype).itemsize
+    for name, (ptr, _strides) in buffers.items():
+        if ptr % itemsize:
+            raise ValueError(f"{caller}: {name} pointer {ptr:#x} is not a multiple of the {np.dtype(dtype).name} "
+                             f"itemsize {itemsize}; device buffers must be element-aligned")
+    if workspace % _DEVICE_WORKSPACE_ALIGN:
+        raise ValueError(f"{caller}: workspace pointer {workspace:#x} is not {_DEVICE_WORKSPACE_ALIGN}-byte "
+                         f"aligned (cudaMalloc and CuPy allocations are)")
 
 
 def _run_allocating(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backend, device, allocate,

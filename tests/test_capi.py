@@ -315,6 +315,20 @@ def test_strides_of_the_wrong_length():
         capi.log_scan(**kwargs)
 
 
+def test_misaligned_device_pointers_are_refused_before_any_launch():
+    """A misaligned device load would end the CUDA context: refused by the pointers alone (no GPU needed)."""
+    kwargs, _keep = _base(device="cuda", backend="auto")
+    aligned = kwargs["log_b"]
+    with pytest.raises(ValueError, match=r"^logscan\.capi\.log_scan: log_b pointer 0x[0-9a-f]+ is not a multiple of "
+                                         r"the float64 itemsize 8; device buffers must be element-aligned"):
+        capi.log_scan(**dict(kwargs, log_b=aligned + 4))
+    with pytest.raises(ValueError, match=r"^logscan\.capi\.log_scan: workspace pointer 0x[0-9a-f]+ is not 16-byte "
+                                         r"aligned"):
+        capi.log_scan(**dict(kwargs, workspace=aligned + 8, workspace_bytes=64))
+    with pytest.raises(ValueError, match=r"^logscan\.capi\.log_scan: out pointer .* float32 itemsize 4"):
+        capi.log_scan(**dict(kwargs, dtype="float32", out=kwargs["out"] + 2))
+
+
 def test_unknown_method_backend_and_device():
     kwargs, _keep = _base(method="fastest")
     with pytest.raises(ValueError, match=r"^logscan\.capi\.log_scan: unknown method 'fastest' for backend 'numpy'"):

@@ -396,3 +396,11 @@ def test_jax_gpu_arrays_round_trip():
     grads = logscan.scan_backward(jnp.ones_like(got), j_a, j_b, got, axis=1)
     assert all(isinstance(g, jax.Array) for g in grads[:2])
     assert isinstance(logscan.logcumsumexp(j_b, axis=1), jax.Array)
+
+
+def test_misaligned_cuda_array_is_refused(fake_gpu_backend):
+    """A CUDA array whose data pointer is not element-aligned (a raw interface can say so) never reaches a kernel."""
+    misaligned = FakeCAI((2, 5))
+    misaligned.__cuda_array_interface__["data"] = (0x1004, False)  # float64 data 4 bytes off
+    with pytest.raises(ValueError, match=r"^logscan\.scan: log_a starts at 0x1004, not a multiple of its itemsize 8"):
+        logscan.scan(misaligned, FakeCAI((2, 5)), backend=fake_gpu_backend)
