@@ -22,7 +22,7 @@ def test_sphinx_builds_without_warnings(tmp_path):
                            "-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")],
                           capture_output=True, text=True, env=_env(), timeout=600, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    for page in ("index", "recurrence", "backward", "methods", "capi", "nn", "cli", "api"):
+    for page in ("index", "recurrence", "backward", "methods", "capi", "numba_cuda", "cupy", "nn", "cli", "api"):
         assert (tmp_path / "html" / f"{page}.html").is_file()
     api = (tmp_path / "html" / "api.html").read_text(encoding="utf-8")
     for name in ("logscan.scan", "logscan.scan_backward", "logscan.capi.log_scan", "logscan.reference.scan",
