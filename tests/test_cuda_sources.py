@@ -15,9 +15,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
+import logscan
 from logscan.backends.cupy_backend import _module
 
 FILES = _module.files()
@@ -27,6 +29,18 @@ ARCHS = ("80", "90")
 def test_catalog_lists_every_kernel_file():
     on_disk = sorted(p.name for p in _module.KERNEL_DIR.glob("*.cu"))
     assert sorted(FILES) == on_disk
+
+
+def test_every_kernel_source_is_package_data():
+    """A non-editable install ships only what pyproject's package-data globs name: every .cu/.cuh must match."""
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["logscan"]
+    package = Path(logscan.__file__).parent
+    shipped = {path for pattern in patterns for path in package.glob(pattern)}
+    sources = {path for path in _module.KERNEL_DIR.iterdir() if path.suffix not in (".py", ".pyc") and path.is_file()}
+    assert sources, "no kernel sources found"
+    assert sources <= shipped, f"not shipped: {sorted(p.name for p in sources - shipped)}"
 
 
 _KERNEL = re.compile(r"template\s*<([^>]*)>\s*__global__\s+void\s+(\w+)\s*\(")
