@@ -154,3 +154,45 @@ def test_compiles_with_nvrtc_as_cupy_would(file, arch):
             assert error == nvrtc.nvrtcResult.NVRTC_SUCCESS and lowered, name
     finally:
         nvrtc.nvrtcDestroyProgram(program)
+
+
+class _FakeRawModule:
+    """Records what ``cupy.RawModule`` would be asked to compile; hands out one function per name."""
+
+    built = []
+
+    def __init__(self, *, code, options, name_expressions):
+        self.code, self.options, self.names = code, options, tuple(name_expressions)
+        _FakeRawModule.built.append(self)
+
+    def get_function(self, name):
+        assert name in self.names, f"{name} was not among the name expressions compiled"
+        return ("function", name, id(self))
+
+
+def test_get_kernel_compiles_each_file_once_per_device(monkeypatch):
+    """get_kernel: RawModule over the expanded source with every name expression of the file, once per
+    (file, device); each instantiation fetched once per device (a stand-in for CuPy, no GPU needed)."""
+    import types  # noqa: PLC0415
+
+    device = [0]
+    fake = types.ModuleType("cupy")
+    fake.RawModule = _FakeRawModule
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDevice=lambda: device[0]))
+    monkeypatch.setitem(__import__("sys").modules, "cupy", fake)
+    monkeypatch.setattr(_module, "_modules", {})
+    monkeypatch.setattr(_module, "_functions", {})
+    monkeypatch.setattr(_FakeRawModule, "built", [])
+
+    kernel = "logscan_per_channel_forward"
+    file = _module.KERNELS[kernel].file
+    first = _module.get_kernel(kernel, "float32", log=True, vec=4)
+    assert _module.get_kernel(kernel, "float32", log=True, vec=4) is first
+    _module.get_kernel(kernel, "float64", log=False, vec=1)  # another instantiation of the file: no new compile
+    assert len(_FakeRawModule.built) == 1
+    built = _FakeRawModule.built[0]
+    assert built.code == _module.source(file) and built.options == _module.COMPILE_OPTIONS
+    assert built.names == _module.name_expressions(file)
+    device[0] = 1  # another GPU: its own module
+    assert _module.get_kernel(kernel, "float32", log=True, vec=4) is not first
+    assert len(_FakeRawModule.built) == 2
