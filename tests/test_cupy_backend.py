@@ -524,16 +524,27 @@ def test_gpu_runs_on_the_given_stream(method):
 
 @pytest.mark.gpu
 @pytest.mark.skipif("not _gpu_available()", reason="no CUDA device or no CuPy")
-def test_gpu_large_vectorized_shape():
+def test_gpu_large_vectorized_shape(monkeypatch):
+    """The per-channel kernel with 16-byte loads (4 float32 channels per thread), checked to have run so."""
     import cupy
 
-    outer, T, inner = 64, 64, 1024  # 16-byte loads: inner contiguous and aligned, 16384 float4 threads
+    # inner contiguous and 16-byte aligned; 64 * 4096 / 4 = 65536 float4 threads, twice MIN_VECTOR_THREADS
+    outer, T, inner = 64, 64, 4096
+    assert outer * inner // 4 >= 2 * backend.MIN_VECTOR_THREADS
     a, b, h0 = _inputs("log", np.float32, outer, T, inner, seed=4, with_h0=True, resets=True)
     log_a, log_b = cupy.asarray(a), cupy.asarray(b)
-    assert backend.vector_width(np.float32, outer, inner, [backend.view_of(log_a, 3)]) == 4 or \
-        outer * inner // 4 < backend.MIN_VECTOR_THREADS
     out = cupy.empty_like(log_b)
+    views = [backend.view_of(x, 3) for x in (log_a, log_b, out)]
+    assert backend.vector_width(np.float32, outer, inner, views) == 4
+    chosen, real = [], backend.vector_width
+
+    def recording(*args):
+        chosen.append(real(*args))
+        return chosen[-1]
+
+    monkeypatch.setattr(backend, "vector_width", recording)
     backend.log_scan(log_a, log_b, cupy.asarray(h0), out, "sequential", None)
+    assert chosen == [4], f"the launch used vector widths {chosen}, not 4"
     _assert_close(cupy.asnumpy(out), _reference_forward("log", a, b, h0), np.float32, T, "vectorized")
 
 

@@ -32,10 +32,11 @@ pytest.importorskip("numba_cuda")
 from numba import cuda  # noqa: E402
 
 import logscan  # noqa: E402
-from logscan import _device, reference  # noqa: E402
+from logscan import _device, capi, reference  # noqa: E402
 from logscan.backends import numba_cuda as backend  # noqa: E402
 from logscan.backends.numba_cuda import lookback  # noqa: E402
 from logscan.backends.numba_cuda._kernels import LaunchConfig  # noqa: E402
+from tests import helpers  # noqa: E402
 
 METHODS = backend.methods
 EPS = {np.float16: 2.0**-10, np.float32: 2.0**-23, np.float64: 2.0**-52}
@@ -109,6 +110,37 @@ def test_dtypes(method, dtype):
     got = logscan.scan(a, b, log_h0=h0, method=method, backend=BACKEND)
     assert got.dtype == dtype
     assert_close(got, reference.scan(a, b, log_h0=h0), dtype, 17)
+
+
+FLOAT16_CASES = [(m, op) for m in METHODS for op in ("scan_backward", "linear_scan", "linear_scan_backward")]
+
+
+@pytest.mark.parametrize(("method", "op"), FLOAT16_CASES, ids=[f"{m}-{op}" for m, op in FLOAT16_CASES])
+def test_float16_backward_and_linear(method, op):
+    """float16 in and out, float32 inside, for the ops ``test_dtypes`` leaves out.
+
+    Checked as the contract checks float16 (``tests/helpers.py``): within one float16 eps (about 1e-3) plus a
+    few float32 ulps per level of ``|got - ref| / (1 + |ref|)`` of the float64 reference on the same float16
+    values (the backward's ``h`` too). T = 17 crosses blocks and levels of carry at ``tiny_launches``.
+    """
+    T = 17
+    linear = op.startswith("linear")
+    reverse = METHODS.index(method) % 2 == 1
+    a, b, h0 = inputs((1, T), np.float16, seed=60, linear=linear)
+    state = {"h0" if linear else "log_h0": h0, "reverse": reverse}
+    forward = reference.linear_scan if linear else reference.scan
+    if op == "linear_scan":
+        got = logscan.linear_scan(a, b, **state, method=method, backend=BACKEND)
+        assert got.dtype == np.float16
+        helpers.assert_close(got, forward(a, b, **state), np.float16, T)
+        return
+    h = forward(a, b, **state).astype(np.float16)
+    g = np.random.default_rng(61).normal(size=h.shape).astype(np.float16)
+    got = getattr(logscan, op)(g, a, b, h, **state, method=method, backend=BACKEND)
+    want = getattr(reference, op)(g, a, b, h, **state)
+    for name, x, y in zip(("grad a", "grad b", "grad h0"), got, want, strict=True):
+        assert x.dtype == np.float16 and x.shape == y.shape, name
+        helpers.assert_close(x, y, np.float16, T, what=name)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -444,12 +476,70 @@ def test_logcumsumexp_on_device():
     assert_close(got.copy_to_host(), reference.logcumsumexp(x, reverse=True), np.float64, 9)
 
 
-def test_workspace_size_is_enough_for_every_level():
-    """capi's two-phase contract: the size asked for is what the call carves (checked by the carver)."""
-    for method in METHODS:
-        for T in (4, 5, 17, 65):
-            n = backend.workspace_size("log_scan_backward", np.float64, 1, T, 2, method)
-            assert n >= 0
+def _capi_call_with_exact_workspace(op, shape, dtype, method, reverse, seed):
+    """``capi.<op>`` on pointers (host memory, under the simulator) with a workspace of exactly the asked size.
+
+    The workspace buffer has a guard band after ``capi.workspace_size`` bytes; ``workspace_bytes`` is that
+    size, so the backend's carver gets exactly ``backend.workspace_size`` bytes and raises if a level takes
+    more. Checks the guard band and every output against the float64 reference.
+    """
+    outer, T, inner = shape
+    log = op.startswith("log")
+    p = "log_" if log else ""
+    a, b, h0 = inputs(shape, dtype, seed=seed, axis=1, linear=not log)
+    state = {"axis": 1, "reverse": reverse, f"{p}h0": h0}
+    h = np.ascontiguousarray((reference.scan if log else reference.linear_scan)(a, b, **state))
+    buffers = {f"{p}a": a, f"{p}b": b, f"{p}h0": h0}
+    if op.endswith("_backward"):
+        g = np.random.default_rng(seed).normal(size=shape).astype(dtype)
+        h = h.astype(dtype)
+        buffers.update({f"grad_{p}h": g, f"{p}h": h})
+        outs = {f"grad_{p}a": np.full(shape, np.nan, dtype), f"grad_{p}b": np.full(shape, np.nan, dtype),
+                f"grad_{p}h0": np.full(h0.shape, np.nan, dtype)}
+        backward = reference.scan_backward if log else reference.linear_scan_backward
+        want = dict(zip(outs, backward(g, a, b, h, **state), strict=True))
+    else:
+        outs, want = {"out": np.full(shape, np.nan, dtype)}, {"out": h}
+    sizes = {"outer": outer, "T": T, "inner": inner, "dtype": np.dtype(dtype).name}
+    nbytes = capi.workspace_size(op, **sizes, method=method, backend=BACKEND, device="cuda")
+    workspace = np.full(nbytes + 256, 0xAB, np.uint8)
+    pointers = {}
+    for name, x in {**buffers, **outs}.items():
+        pointers[name] = x.ctypes.data
+        pointers[f"{name}_strides"] = tuple(s // x.itemsize for s in x.strides)
+    getattr(capi, op)(**sizes, **pointers, reverse=reverse, method=method, backend=BACKEND, device="cuda",
+                      workspace=workspace.ctypes.data, workspace_bytes=nbytes)
+    assert (workspace[nbytes:] == 0xAB).all(), f"{op}: the call wrote past the workspace it asked for"
+    for name, w in want.items():
+        assert_close(outs[name], w, dtype, T)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_workspace_size_is_enough_for_every_level(method, monkeypatch):
+    """capi's two-phase contract: the size asked for is what the call carves (checked by the carver).
+
+    Every op through :mod:`logscan.capi` with a workspace of exactly ``workspace_size`` bytes: the backend's
+    carver raises if any level of carry takes more, and what the call carves (rounded up to the alignment)
+    must be all of it. (1, 17, 2) in float32 takes two levels of carry between the blocks of
+    ``tiny_launches`` for every multi-level method: 4-step tree tiles (17 -> 5 -> 2) and 4-step chunked tiles
+    (2 lanes x 2 rows x 2 steps: 17 -> 5 -> 2); the backward ones run reversed (negative time strides).
+    """
+    carvers = []
+
+    class RecordingCarver(backend._Carver):
+        def __init__(self, workspace):
+            super().__init__(workspace)
+            carvers.append(self)
+
+    monkeypatch.setattr(backend, "_Carver", RecordingCarver)
+    shape = (1, 17, 2)
+    assert backend.CONFIG.chunk_layout(2, np.float32) == (2, 2, 2, False)
+    for k, op in enumerate(("log_scan", "linear_scan", "log_scan_backward", "linear_scan_backward")):
+        carvers.clear()
+        _capi_call_with_exact_workspace(op, shape, np.float32, method, reverse=k >= 2, seed=70 + k)
+        n = backend.workspace_size(op, np.float32, *shape, method)
+        assert len(carvers) <= 1 and sum(c.used for c in carvers) == n, (op, n, [c.used for c in carvers])
+        assert (n > 0) == (method != "sequential")
     assert backend.workspace_size("log_scan", np.float64, 1, 65, 1, "sequential") == 0
 
 
