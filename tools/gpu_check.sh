@@ -127,7 +127,7 @@ fi
 CONTRACT_SUMMARY=()
 CONTRACT_RC=0
 if [ "$RUN_TESTS" = 1 ]; then
-  for backend in numba_cuda cupy; do
+  for backend in cupy numba_cuda; do  # cupy first: the default GPU backend, and the issue asks it of cupy
     limited "$PY" -c 'import sys, logscan; sys.exit(sys.argv[1] not in logscan.available_backends())' "$backend"
     rc=$?
     if [ "$rc" = 124 ]; then
