@@ -27,7 +27,10 @@ negative time strides, so no buffer is ever flipped. ``stream`` (device
 buffers only) is a CUDA stream handle (int; None for the default stream):
 the call runs inside the backend's ``on_stream(stream)`` context, so every
 kernel and copy of the call is enqueued on it. ``float16`` buffers are
-computed in float32; the workspace then also holds float32 copies.
+computed in float32: by kernels that read and write float16 themselves
+where the backend has them (its ``float16_methods``: the cupy backend's
+sequential, chunked and lookback), else on float32 copies that the
+workspace then also holds.
 
 The front door (:func:`logscan.scan` and friends) maps n-d arrays onto these
 calls; any other framework, or C code through ctypes, can call them directly.
@@ -101,10 +104,13 @@ def _aligned(nbytes):
     return -(-nbytes // _ALIGN) * _ALIGN
 
 
+def _stages_float16(module, method, dtype):
+    """Whether a call computes on float32 copies: float16 buffers, and no float16 kernels for ``method``."""
+    return np.dtype(dtype) == np.float16 and method not in getattr(module, "float16_methods", ())
+
+
 def _staging_bytes(op, dtype, outer, T, inner):
-    """Bytes of float32 staging copies needed for a float16 call (0 otherwise)."""
-    if np.dtype(dtype) != np.float16:
-        return 0
+    """Bytes of the float32 staging copies of a float16 call."""
     t_in, t_out, state, grad_state = _SIGNATURES[op]
     n_seq = len(t_in) + len(t_out)
     n_state = 1 + (grad_state is not None)
@@ -139,7 +145,8 @@ def workspace_size(op, *, outer, T, inner, dtype, method="auto", backend="auto",
 def _workspace_parts(module, op, dtype, outer, T, inner, method):
     """(bytes the backend's kernels ask for, bytes of the whole workspace: theirs, aligned, then float16 staging)."""
     kernel_bytes = module.workspace_size(op, compute_dtype(dtype), outer, T, inner, method)
-    return kernel_bytes, _aligned(kernel_bytes) + _staging_bytes(op, dtype, outer, T, inner)
+    staging = _staging_bytes(op, dtype, outer, T, inner) if _stages_float16(module, method, dtype) else 0
+    return kernel_bytes, _aligned(kernel_bytes) + staging
 
 
 class _Carver:
@@ -256,9 +263,10 @@ def _run_resolved(caller, op, module, method, buffers, *, outer, T, inner, dtype
 
     carver = _Carver(caller, module, workspace, workspace_bytes)
     kernel_ws = carver.take(kernel_bytes)
-    # float16: compute on float32 staging copies carved from the workspace.
+    # float16 without float16 kernels: compute on float32 staging copies carved from the workspace.
     compute = dict(views)
-    if dtype == np.float16:
+    staged_call = _stages_float16(module, method, dtype)
+    if staged_call:
         for name, v in views.items():
             if v is None:
                 continue
@@ -273,7 +281,7 @@ def _run_resolved(caller, op, module, method, buffers, *, outer, T, inner, dtype
     call_args = [compute[name] for name in _CALL_ORDER[op]]
     getattr(module, op)(*call_args, method, kernel_ws)
 
-    if dtype == np.float16:
+    if staged_call:
         for name in t_out + ((grad_state,) if grad_state else ()):
             if views.get(name) is not None:
                 staged = compute[name][:, ::-1, :] if (reverse and name in t_out) else compute[name]

@@ -290,6 +290,56 @@ def test_float16_staging_needs_workspace():
                          backend="numpy")
 
 
+class _Float16Kernels:
+    """The numpy backend with float16 kernels for "sequential" (float32 arithmetic, float16 in and out), as
+    the cupy backend has them: it records the dtypes it is handed."""
+
+    float16_methods = ("sequential",)
+
+    def __init__(self):
+        import logscan.backends.numpy_backend as numpy_backend  # noqa: PLC0415
+
+        self.inner, self.seen = numpy_backend, []
+        self.methods, self.choose_method = numpy_backend.methods, numpy_backend.choose_method
+        self.workspace_size, self.as_array = numpy_backend.workspace_size, numpy_backend.as_array
+
+    def log_scan(self, log_a, log_b, log_h0, out, method, workspace):
+        self.seen.append((method, log_a.dtype, out.dtype))
+        if out.dtype != np.float16:
+            return self.inner.log_scan(log_a, log_b, log_h0, out, method, workspace)
+        wide = np.empty(out.shape, np.float32)
+        state = None if log_h0 is None else log_h0.astype(np.float32)
+        self.inner.log_scan(log_a.astype(np.float32), log_b.astype(np.float32), state, wide, method, workspace)
+        out[...] = wide
+
+
+def test_float16_kernels_of_a_backend_take_float16_buffers_unstaged(monkeypatch, rng):
+    """A method in the backend's ``float16_methods`` gets the float16 buffers and no staging workspace;
+    another method of the same backend gets float32 copies."""
+    from logscan import registry  # noqa: PLC0415
+
+    fake = _Float16Kernels()
+    spec = registry.BackendSpec("float16_kernels", "logscan.backends.numpy_backend", device="cpu", priority=-1,
+                                probe=lambda: True)
+    monkeypatch.setitem(registry._SPECS, "float16_kernels", spec)
+    monkeypatch.setitem(registry._LOADED, "float16_kernels", fake)
+    log_a, log_b = log_inputs(rng, (2, 40, 3), np.float16)
+    log_h0 = rng.normal(size=(2, 3)).astype(np.float16)
+    want = reference.scan(log_a, log_b, axis=1, log_h0=log_h0)
+    sizes = dict(outer=2, T=40, inner=3, dtype="float16", backend="float16_kernels")
+    for method, dtype_seen in (("sequential", np.float16), ("hillis_steele", np.float32)):
+        nbytes = capi.workspace_size("log_scan", method=method, **sizes)
+        wide = capi.workspace_size("log_scan", method=method, **dict(sizes, dtype="float32"))
+        assert (nbytes == wide) == (dtype_seen == np.float16)  # staging copies only for the other method
+        out = np.empty_like(log_b)
+        workspace = np.empty(max(nbytes, 1), np.uint8)
+        capi.log_scan(**sizes, method=method, log_a=ptr(log_a), log_a_strides=strides(log_a), log_b=ptr(log_b),
+                      log_b_strides=strides(log_b), out=ptr(out), out_strides=strides(out), log_h0=ptr(log_h0),
+                      log_h0_strides=strides(log_h0), workspace=ptr(workspace), workspace_bytes=nbytes)
+        assert fake.seen[-1] == (method, np.dtype(dtype_seen), np.dtype(dtype_seen))
+        assert_close(out, want, np.float16, 40)
+
+
 def test_null_output_and_null_input():
     kwargs, _keep = _base(out=0)
     with pytest.raises(ValueError, match=r"^logscan\.capi\.log_scan: output buffer 'out' is a null pointer"):

@@ -275,9 +275,11 @@ def test_emulated_out_may_alias_log_b(emulated, method):
     _run_case(method, "log", np.float64, 1, 70, 2, in_place=True)
 
 
-@pytest.mark.parametrize("method", ["sequential", "chunked", "lookback"])
-def test_emulated_float16_in_and_out(emulated, method):
-    _run_case(method, "log", np.float16, 1, 50, 4, resets=False)
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("method", backend.float16_methods)
+def test_emulated_float16_in_and_out(emulated, method, op):
+    """The methods the core hands float16 buffers to as they are (``float16_methods``)."""
+    _run_case(method, op, np.float16, 1, 50, 4, resets=False)
 
 
 def test_emulated_vectorized_per_channel(emulated, monkeypatch):
@@ -286,6 +288,10 @@ def test_emulated_vectorized_per_channel(emulated, monkeypatch):
         _run_case("sequential", "log", dtype, 2, 19, 8)
         _run_case("sequential", "linear", dtype, 2, 19, 8)
     assert backend.vector_width(np.float32, 2, 8, [backend.View(1 << 12, (152, 8, 1))]) == 4
+    # float16: eight channels per 16-byte load
+    assert backend.vector_width(np.float16, 2, 16, [backend.View(1 << 12, (304, 16, 1))]) == 8
+    _run_case("sequential", "log", np.float16, 2, 19, 16, resets=False)
+    _run_case("sequential", "linear", np.float16, 2, 19, 16, resets=False)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")

@@ -22,7 +22,10 @@ The functions every backend exposes (see :class:`logscan.registry.Backend`):
     at least that many bytes (or None when the size is 0).
 
 All arrays are of the backend's own array family (NumPy for CPU backends),
-of one float dtype (float32 or float64; the core handles float16), and may
+of one float dtype (float32 or float64; the core handles float16 through
+float32 copies, except for the methods a backend lists in an optional
+``float16_methods`` tuple, whose kernels take float16 views directly and
+compute in float32, with a workspace sized for float32), and may
 have any strides, including 0 (broadcast inputs) and negative (reverse).
 ``out`` may be the very same view as ``log_b`` (or ``b``): backends read
 element ``t`` of the inputs before they write element ``t`` of ``out``.
