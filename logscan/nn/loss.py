@@ -41,7 +41,7 @@ def cross_entropy_forward(logits, targets, mask=None):
         raise ValueError(f"cross_entropy_forward: mask must have the shape of targets {tuple(targets.shape)}, "
                          f"got {tuple(mask.shape)}")
     # out-of-range targets would index past the classes (CuPy wraps them around without a word)
-    if targets.size and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[-1]):
+    if targets.size and bool(((targets < 0) | (targets >= logits.shape[-1])).any()):  # one read back on a GPU
         raise ValueError(f"cross_entropy_forward: targets must lie in [0, {logits.shape[-1]}), "
                          f"got values in [{int(targets.min())}, {int(targets.max())}]")
     shifted = logits - logits.max(axis=-1, keepdims=True)

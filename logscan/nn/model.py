@@ -135,7 +135,7 @@ def _check_tokens(caller, tokens, config, ndim):
         raise ValueError(f"{caller}: tokens must be an integer array of {ndim} dimensions, "
                          f"got {getattr(tokens, 'dtype', type(tokens).__name__)} "
                          f"of shape {getattr(tokens, 'shape', None)}")
-    if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= config.vocab_size):
+    if tokens.size and bool(((tokens < 0) | (tokens >= config.vocab_size)).any()):  # one read back on a GPU
         raise ValueError(f"{caller}: tokens must lie in [0, {config.vocab_size}), "
                          f"got values in [{int(tokens.min())}, {int(tokens.max())}]")
 
