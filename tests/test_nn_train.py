@@ -11,6 +11,7 @@ from logscan.nn.tasks import CharCorpus, SelectiveCopy
 
 TINY = dict(layers=2, width=16, expansion=1.0, mlp_ratio=2.0, seq_len=12, batch=16, eval_every=1000,
             eval_batches=2, progress=False, data_tokens=2, vocab=5)
+TINY_CHARLM = {k: v for k, v in TINY.items() if k not in ("data_tokens", "vocab")}  # selective-copy's own options
 
 
 def test_selective_copy_batches():
@@ -70,8 +71,7 @@ def test_charlm_run_samples_and_checkpoints(tmp_path):
     text_file.write_text("to be or not to be, that is the question.\n" * 20)
     checkpoint = tmp_path / "charlm.npz"
     result = train_lib.train(task="charlm", text=str(text_file), steps=5, conv=3, sample_length=30,
-                             checkpoint=str(checkpoint), **{k: v for k, v in TINY.items()
-                                                            if k not in ("data_tokens", "vocab")})
+                             checkpoint=str(checkpoint), **TINY_CHARLM)
     assert len(result["sample"]) == 30 and set(result["sample"]) <= set(text_file.read_text())
     assert np.isfinite(result["heldout_loss"]) and "held-out loss" in train_lib.report(result)
     params, config, metadata = model_lib.load(checkpoint)
@@ -107,22 +107,20 @@ def test_charlm_text_too_short_is_refused_before_training(tmp_path, monkeypatch)
     text_file = tmp_path / "short.txt"
     text_file.write_text("abcdefghij" * 42)  # 420 characters: 42 held out
     monkeypatch.setattr(train_lib._Trainer, "step", lambda *args: pytest.fail("trained on a text too short"))
-    options = {k: v for k, v in TINY.items() if k not in ("data_tokens", "vocab")}
-    with pytest.raises(train_lib.TrainOptionError, match=r"train: the held-out part \(last 10 %\) of --text "
-                                                         r".*short.txt has 42 characters, fewer than seq-len \+ 1 "
-                                                         r"= 65"):
-        train_lib.train(task="charlm", text=str(text_file), steps=5, **dict(options, seq_len=64))
-    with pytest.raises(train_lib.TrainOptionError, match=r"train: the training part \(first 90 %\) .* has 378 "):
-        train_lib.train(task="charlm", text=str(text_file), steps=5, **dict(options, seq_len=400))
+    with pytest.raises(train_lib.TrainOptionError, match=r"train: --text .*short.txt: CharCorpus: the held-out "
+                                                         r"part has 42 characters, fewer than seq_len \+ 1 = 65"):
+        train_lib.train(task="charlm", text=str(text_file), steps=5, **dict(TINY_CHARLM, seq_len=64))
+    with pytest.raises(train_lib.TrainOptionError, match=r"train: --text .*short.txt: CharCorpus: the training part "
+                                                         r"has 378 characters, fewer than seq_len \+ 1 = 401"):
+        train_lib.train(task="charlm", text=str(text_file), steps=5, **dict(TINY_CHARLM, seq_len=400))
 
 
 def test_charlm_text_without_a_newline_samples_and_checkpoints(tmp_path):
     text_file = tmp_path / "one-line.txt"
     text_file.write_text("to be or not to be, that is the question; " * 30)
     checkpoint = tmp_path / "one-line.npz"
-    options = {k: v for k, v in TINY.items() if k not in ("data_tokens", "vocab")}
     result = train_lib.train(task="charlm", text=str(text_file), steps=2, sample_length=12,
-                             checkpoint=str(checkpoint), **options)
+                             checkpoint=str(checkpoint), **TINY_CHARLM)
     assert len(result["sample"]) == 12 and set(result["sample"]) <= set(text_file.read_text())
     assert model_lib.load(checkpoint)[2]["steps"] == 2
 

@@ -104,6 +104,11 @@ class CharCorpus:
             raise ValueError(f"CharCorpus: the {split} part has {len(data)} characters, fewer than "
                              f"seq_len + 1 = {seq_len + 1}")
 
+    def check_seq_len(self, seq_len):
+        """ValueError unless both the training and the held-out part hold a window of ``seq_len + 1``."""
+        self._check_length(self.train, seq_len, "training")
+        self._check_length(self.heldout, seq_len, "held-out")
+
     def batch(self, rng, batch_size, seq_len):
         """Random training windows: inputs ``text[s:s+T]``, targets ``text[s+1:s+T+1]``."""
         self._check_length(self.train, seq_len, "training")

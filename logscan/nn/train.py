@@ -158,14 +158,11 @@ def _read_corpus(path, seq_len):
     try:
         with open(path, encoding="utf-8") as f:
             corpus = CharCorpus(f.read())
+        corpus.check_seq_len(seq_len)
     except OSError as error:
         raise TrainOptionError(f"train: cannot read --text {path}: {error.strerror}") from None
     except (UnicodeDecodeError, ValueError) as error:
         raise TrainOptionError(f"train: --text {path}: {error}") from None
-    for part, data in (("training part (first 90 %)", corpus.train), ("held-out part (last 10 %)", corpus.heldout)):
-        if len(data) < seq_len + 1:
-            raise TrainOptionError(f"train: the {part} of --text {path} has {len(data)} characters, fewer than "
-                                   f"seq-len + 1 = {seq_len + 1}")
     return corpus
 
 
