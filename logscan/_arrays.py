@@ -21,6 +21,11 @@ def device_of(caller, name, x):
     """"cpu" or "cuda" for an array argument; TypeError for anything that is not an array."""
     if isinstance(x, np.ndarray):
         return "cpu"
+    if getattr(x, "requires_grad", False) is True and type(x).__module__.split(".")[0] == "torch":
+        # Such a tensor exports neither DLPack nor __cuda_array_interface__ (the latter raises a RuntimeError
+        # that hasattr does not catch); the front door records no gradients, logscan.torch does.
+        raise TypeError(f"{caller}: {name} is a torch tensor that requires grad, and this function records no "
+                        f"gradients; use the differentiable ops of logscan.torch, or pass {name}.detach()")
     if hasattr(x, "__cuda_array_interface__"):
         return "cuda"
     if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
