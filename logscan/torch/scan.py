@@ -189,8 +189,8 @@ def _prepare(caller, names, first, second, state, dim):
     for name, x in named.items():
         _tensors.check_tensor(caller, name, x, optional=name == names[2])
     _tensors.check_same_device(caller, named)
-    try:
-        shape = torch.broadcast_shapes(first.shape, second.shape)
+    try:  # equal shapes are the common case, and broadcast_shapes costs microseconds
+        shape = first.shape if first.shape == second.shape else torch.broadcast_shapes(first.shape, second.shape)
     except RuntimeError:
         raise ValueError(f"{caller}: {names[0]} and {names[1]} must broadcast together, got shapes "
                          f"{tuple(first.shape)} and {tuple(second.shape)}") from None
