@@ -73,8 +73,12 @@ def test_template_names_spell_the_dtypes():
         "logscan_blelloch_scan<double, false>"
     assert _module.template_name("logscan_chunk_carry_scan", "float16", log=True) == \
         "logscan_chunk_carry_scan<logscan::half_t, true>"
-    with pytest.raises(TypeError, match="no float16 version"):
-        _module.template_name("logscan_blelloch_scan", "float16", log=True)
+    assert _module.template_name("logscan_per_channel_backward", "bfloat16", log=False, vec=8) == \
+        "logscan_per_channel_backward<logscan::bfloat16_t, false, 8>"  # by name: no ml_dtypes needed
+    assert "logscan_lookback_forward<logscan::bfloat16_t, true>" in _module.name_expressions("lookback.cu")
+    for half in ("float16", "bfloat16"):
+        with pytest.raises(TypeError, match=f"no {half} version"):
+            _module.template_name("logscan_blelloch_scan", half, log=True)
     with pytest.raises(ValueError, match="vector width"):
         _module.template_name("logscan_per_channel_forward", "float64", log=True, vec=4)
 
@@ -93,7 +97,7 @@ def test_launch_constants_match_the_kernels():
 def test_source_expands_local_includes_once():
     text = _module.source("chunked.cu")
     assert '#include "' not in text
-    assert text.count("struct half_t {") == 1
+    assert text.count("struct half_t {") == 1 and text.count("struct bfloat16_t {") == 1
 
 
 # ------------------------------------------------------------ nvcc

@@ -53,6 +53,16 @@ inline float __int_as_float(int bits) {
     std::memcpy(&f, &bits, 4);
     return f;
 }
+inline float __uint_as_float(unsigned bits) {
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+inline unsigned __float_as_uint(float x) {
+    unsigned bits;
+    std::memcpy(&bits, &x, 4);
+    return bits;
+}
 inline double __longlong_as_double(long long bits) {
     double d;
     std::memcpy(&d, &bits, 8);

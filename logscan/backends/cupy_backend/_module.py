@@ -1,8 +1,9 @@
 """The compiled CUDA modules of the CuPy backend.
 
 Each ``kernels/*.cu`` file is one algorithm family. Its kernels are C++
-templates on the element type (``float``, ``double``, ``logscan::half_t``:
-half in memory, float in registers) and on the space (``true`` for log
+templates on the element type (``float``, ``double``, ``logscan::half_t``
+and ``logscan::bfloat16_t``: 16 bits in memory, float in registers) and on
+the space (``true`` for log
 space); some also on the vector width. :data:`KERNELS` lists every kernel
 and the template arguments the Python side asks for, and
 :func:`name_expressions` spells them out exactly as NVRTC must instantiate
@@ -27,10 +28,12 @@ import numpy as np
 KERNEL_DIR = Path(__file__).with_name("kernels")
 COMPILE_OPTIONS = ("-std=c++17",)
 
-#: C++ spelling of each dtype's storage type.
-TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "logscan::half_t"}
-_ALL = ("float32", "float64", "float16")
-_WIDE = ("float32", "float64")  # the textbook kernels: float16 goes through float32 copies
+#: Per dtype name: the C++ storage type the kernels are instantiated with, and its size in bytes (known here
+#: without importing ml_dtypes, which alone gives NumPy a bfloat16).
+ELEMENT_TYPES = {"float32": ("float", 4), "float64": ("double", 8), "float16": ("logscan::half_t", 2),
+                 "bfloat16": ("logscan::bfloat16_t", 2)}
+_ALL = tuple(ELEMENT_TYPES)
+_WIDE = ("float32", "float64")  # the textbook kernels: the core computes half precision through float32 copies
 
 
 class KernelInfo(NamedTuple):
@@ -62,9 +65,14 @@ KERNELS: dict[str, KernelInfo] = {
 }
 
 
+def dtype_name(dtype) -> str:
+    """The name of a dtype (a name stays as it is, so that "bfloat16" needs no ml_dtypes)."""
+    return dtype if isinstance(dtype, str) else np.dtype(dtype).name
+
+
 def vector_widths(dtype) -> tuple[int, ...]:
     """The vector widths a vectorized kernel is built with: 1 and one 16-byte access."""
-    return (1, 16 // np.dtype(dtype).itemsize)
+    return (1, 16 // ELEMENT_TYPES[dtype_name(dtype)][1])
 
 
 def template_name(kernel: str, dtype, *, log: bool, vec: int | None = None) -> str:
@@ -72,10 +80,10 @@ def template_name(kernel: str, dtype, *, log: bool, vec: int | None = None) -> s
     info = KERNELS[kernel]
     if not info.templated:
         return kernel
-    dtype = str(np.dtype(dtype))
+    dtype = dtype_name(dtype)
     if dtype not in info.dtypes:
         raise TypeError(f"logscan: kernel {kernel} has no {dtype} version")
-    args = [TYPE_NAMES[dtype], "true" if log else "false"]
+    args = [ELEMENT_TYPES[dtype][0], "true" if log else "false"]
     if info.vectorized:
         if vec not in vector_widths(dtype):
             raise ValueError(f"logscan: kernel {kernel} takes a vector width in {vector_widths(dtype)}, got {vec}")

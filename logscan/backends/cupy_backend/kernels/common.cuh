@@ -2,8 +2,9 @@
 //
 // Summary
 // -------
-// Everything the algorithm files share: the element types (float, double and
-// a 16-bit `half_t` that is stored as half and computed in float), the two
+// Everything the algorithm files share: the element types (float, double, and
+// the 16-bit `half_t` and `bfloat16_t`, stored in 16 bits and computed in
+// float), the two
 // spaces a scan runs in (log space and linear space) with their associative
 // combine, strided 64-bit addressing, and 16-byte vector loads.
 //
@@ -56,6 +57,28 @@ template <> __device__ __forceinline__ half_t to_storage<half_t>(float x) {
 #else
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(x));
 #endif
+    return h;
+}
+
+// bfloat16 (__nv_bfloat16's layout): the upper 16 bits of a float. Widening
+// is exact (a shift); narrowing rounds to nearest even in integer arithmetic
+// (the bits cvt.rn.bf16.f32 gives on sm_80+, on every architecture, and the
+// very code the CPU emulation runs), a NaN staying a quiet NaN.
+struct bfloat16_t {
+    unsigned short bits;
+};
+
+template <> struct compute_of<bfloat16_t> { typedef float type; };
+
+__device__ __forceinline__ float to_compute(bfloat16_t x) {
+    return __uint_as_float(static_cast<unsigned>(x.bits) << 16);
+}
+
+template <> __device__ __forceinline__ bfloat16_t to_storage<bfloat16_t>(float x) {
+    const unsigned u = __float_as_uint(x);
+    const unsigned rounded = (u & 0x7fffffffu) > 0x7f800000u ? u | 0x00400000u : u + 0x7fffu + ((u >> 16) & 1u);
+    bfloat16_t h;
+    h.bits = static_cast<unsigned short>(rounded >> 16);
     return h;
 }
 

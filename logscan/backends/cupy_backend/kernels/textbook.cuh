@@ -16,8 +16,8 @@
 //      scans the tile, writing h.
 //
 // Blocks are numbered tile-fastest over outer * inner * tiles (grid-stride,
-// 64-bit). Instantiated for float and double: the host computes float16
-// through float32 copies.
+// 64-bit). Instantiated for float and double: the core computes float16 and
+// bfloat16 through float32 copies.
 #pragma once
 #include "common.cuh"
 
