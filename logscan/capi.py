@@ -26,11 +26,16 @@ A pointer of 0 stands for an absent optional buffer (``log_h0``, ``h0``,
 negative time strides, so no buffer is ever flipped. ``stream`` (device
 buffers only) is a CUDA stream handle (int; None for the default stream):
 the call runs inside the backend's ``on_stream(stream)`` context, so every
-kernel and copy of the call is enqueued on it. ``float16`` buffers are
-computed in float32: by kernels that read and write float16 themselves
-where the backend has them (its ``float16_methods``: the cupy backend's
-sequential, chunked and lookback), else on float32 copies that the
-workspace then also holds.
+kernel and copy of the call is enqueued on it.
+
+The half-precision dtypes, ``float16`` and ``bfloat16``, are computed in
+float32 (:data:`COMPUTE_DTYPES`): by kernels that read and write them
+themselves where the backend has them (its ``half_methods``: the cupy
+backend's sequential, chunked and lookback), else on float32 copies that the
+workspace then also holds. NumPy has no bfloat16: ``dtype="bfloat16"`` is
+``ml_dtypes.bfloat16`` (the package that jax brings), imported only when
+bfloat16 is asked for; host buffers are then staged by NumPy, device buffers
+by the backend's arrays (CuPy with bfloat16 support).
 
 The front door (:func:`logscan.scan` and friends) maps n-d arrays onto these
 calls; any other framework, or C code through ctypes, can call them directly.
@@ -39,13 +44,19 @@ calls; any other framework, or C code through ctypes, can call them directly.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 
 import numpy as np
 
 from logscan import registry
 
-DTYPES = ("float16", "float32", "float64")
-_DTYPE_NAMES = {np.dtype(name): name for name in DTYPES}
+#: The dtypes the core takes, and the dtype each is computed in.
+COMPUTE_DTYPES = {"float16": "float32", "bfloat16": "float32", "float32": "float32", "float64": "float64"}
+DTYPES = tuple(COMPUTE_DTYPES)
+# The same as NumPy dtypes (looking up a dtype is fast, its .name is not); bfloat16, ml_dtypes', joins when
+# ml_dtypes is first loaded.
+_COMPUTE = {np.dtype(name): np.dtype(compute) for name, compute in COMPUTE_DTYPES.items() if name != "bfloat16"}
 # Per op: (T-indexed input buffers, T-indexed output buffers); the state
 # buffers (h0 and its gradient) are 2-D (outer, inner) and handled apart.
 _SIGNATURES = {
@@ -67,33 +78,64 @@ _ALIGN = 64
 _NO_SCOPE = contextlib.nullcontext()  # reusable: host backends run on no stream
 
 
+@functools.cache
+def _bfloat16():
+    """``ml_dtypes.bfloat16`` as a NumPy dtype (entered in the table of compute dtypes), or None without
+    ml_dtypes."""
+    try:
+        bfloat16 = np.dtype(importlib.import_module("ml_dtypes").bfloat16)
+    except ImportError:
+        return None
+    _COMPUTE[bfloat16] = np.dtype(COMPUTE_DTYPES["bfloat16"])
+    return bfloat16
+
+
+def dtype_of(dtype, caller="logscan.capi.dtype_of") -> np.dtype:
+    """The NumPy dtype of ``dtype``: a name in :data:`DTYPES` or a dtype (in the machine's byte order).
+
+    ``"bfloat16"`` is ``ml_dtypes.bfloat16``, imported only then; without
+    ml_dtypes it is a RuntimeError that says to install it. Anything else is a
+    TypeError prefixed with ``caller``.
+    """
+    try:  # np.dtype(None) is float64 and np.dtype("foo") raises an unprefixed TypeError
+        found = None if dtype is None else np.dtype(dtype)
+    except TypeError:
+        found = None
+    if found in _COMPUTE:
+        return found
+    if (isinstance(dtype, str) and dtype == "bfloat16") or (found is not None and found.name == "bfloat16"):
+        bfloat16 = _bfloat16()
+        if bfloat16 is None:
+            raise RuntimeError(f"{caller}: dtype 'bfloat16' needs the ml_dtypes package (NumPy has no bfloat16), "
+                               f"which is not installed: pip install ml_dtypes (jax brings it)")
+        if found is None or found == bfloat16:
+            return bfloat16
+    raise TypeError(f"{caller}: dtype must be one of {DTYPES}, got {dtype!r}")
+
+
 def compute_dtype(dtype) -> np.dtype:
-    """The dtype the kernels compute in: float16 is computed in float32."""
-    dtype = np.dtype(dtype)
-    return np.dtype(np.float32) if dtype == np.float16 else dtype
+    """The dtype the kernels compute in (:data:`COMPUTE_DTYPES`): the half-precision types in float32."""
+    return _COMPUTE[dtype_of(dtype)]
 
 
 def _check_common(caller, op, outer, T, inner, dtype, method):
+    """Checks shared by every entry point; returns the NumPy dtype of ``dtype``."""
     if op not in _SIGNATURES:
         raise ValueError(f"{caller}: unknown op {op!r}; expected one of {sorted(_SIGNATURES)}")
     for name, value in (("outer", outer), ("T", T), ("inner", inner)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{caller}: {name} must be a non-negative int, got {value!r}")
-    try:  # np.dtype(None) is float64 and np.dtype("foo") raises an unprefixed TypeError
-        name = None if dtype is None else _DTYPE_NAMES.get(np.dtype(dtype))
-    except TypeError:
-        name = None
-    if name not in DTYPES:
-        raise TypeError(f"{caller}: dtype must be one of {DTYPES}, got {dtype!r}")
+    dtype = dtype_of(dtype, caller)
     if not isinstance(method, str):
         raise TypeError(f"{caller}: method must be a str, got {type(method).__name__}")
+    return dtype
 
 
 def _resolve(caller, op, outer, T, inner, dtype, method, backend, device):
     """(backend module, concrete method) for this call."""
     _name, module = registry.resolve(backend, device, caller=caller)
     if method == "auto":
-        method = module.choose_method(op, compute_dtype(dtype), outer, T, inner)
+        method = module.choose_method(op, _COMPUTE[dtype], outer, T, inner)
     elif method not in module.methods:
         raise ValueError(f"{caller}: unknown method {method!r} for backend {_name!r}; "
                          f"expected 'auto' or one of {list(module.methods)}")
@@ -104,17 +146,19 @@ def _aligned(nbytes):
     return -(-nbytes // _ALIGN) * _ALIGN
 
 
-def _stages_float16(module, method, dtype):
-    """Whether a call computes on float32 copies: float16 buffers, and no float16 kernels for ``method``."""
-    return np.dtype(dtype) == np.float16 and method not in getattr(module, "float16_methods", ())
+def _stages(module, method, dtype):
+    """Whether a call computes on copies in its compute dtype: a half-precision dtype, and no kernels of
+    ``method`` that take it (the backend's ``half_methods``)."""
+    return _COMPUTE[dtype] != dtype and method not in getattr(module, "half_methods", ())
 
 
 def _staging_bytes(op, dtype, outer, T, inner):
-    """Bytes of the float32 staging copies of a float16 call."""
+    """Bytes of the staging copies of a call in ``dtype`` (every buffer, in the compute dtype)."""
     t_in, t_out, state, grad_state = _SIGNATURES[op]
     n_seq = len(t_in) + len(t_out)
     n_state = 1 + (grad_state is not None)
-    return n_seq * _aligned(4 * outer * T * inner) + n_state * _aligned(4 * outer * inner)
+    itemsize = _COMPUTE[dtype].itemsize
+    return n_seq * _aligned(itemsize * outer * T * inner) + n_state * _aligned(itemsize * outer * inner)
 
 
 def workspace_size(op, *, outer, T, inner, dtype, method="auto", backend="auto", device="cpu") -> int:
@@ -125,7 +169,7 @@ def workspace_size(op, *, outer, T, inner, dtype, method="auto", backend="auto",
     op : {"log_scan", "log_scan_backward", "linear_scan", "linear_scan_backward"}
     outer, T, inner : int
         The canonical shape.
-    dtype : {"float16", "float32", "float64"}
+    dtype : {"float16", "bfloat16", "float32", "float64"}
     method, backend : str
         As in the call that will use the workspace.
     device : {"cpu", "cuda"}
@@ -137,15 +181,16 @@ def workspace_size(op, *, outer, T, inner, dtype, method="auto", backend="auto",
         Bytes; pass a buffer at least this large as ``workspace``.
     """
     caller = "logscan.capi.workspace_size"
-    _check_common(caller, op, outer, T, inner, dtype, method)
+    dtype = _check_common(caller, op, outer, T, inner, dtype, method)
     module, method = _resolve(caller, op, outer, T, inner, dtype, method, backend, device)
     return _workspace_parts(module, op, dtype, outer, T, inner, method)[1]
 
 
 def _workspace_parts(module, op, dtype, outer, T, inner, method):
-    """(bytes the backend's kernels ask for, bytes of the whole workspace: theirs, aligned, then float16 staging)."""
-    kernel_bytes = module.workspace_size(op, compute_dtype(dtype), outer, T, inner, method)
-    staging = _staging_bytes(op, dtype, outer, T, inner) if _stages_float16(module, method, dtype) else 0
+    """(bytes the backend's kernels ask for, bytes of the whole workspace: theirs, aligned, then the staging
+    copies of a half-precision call)."""
+    kernel_bytes = module.workspace_size(op, _COMPUTE[dtype], outer, T, inner, method)
+    staging = _staging_bytes(op, dtype, outer, T, inner) if _stages(module, method, dtype) else 0
     return kernel_bytes, _aligned(kernel_bytes) + staging
 
 
@@ -185,8 +230,8 @@ def _stream_scope(caller, module, device, stream):
 
 def _run(caller, op, buffers, *, outer, T, inner, dtype, reverse, method, backend, device,
          workspace, workspace_bytes, stream=None):
-    """Shared body of the four operations: views, float16 staging, reverse, dispatch (on ``stream``)."""
-    _check_common(caller, op, outer, T, inner, dtype, method)
+    """Shared body of the four operations: views, half-precision staging, reverse, dispatch (on ``stream``)."""
+    dtype = _check_common(caller, op, outer, T, inner, dtype, method)
     if device != "cpu":
         _check_device_alignment(caller, buffers, dtype, workspace)
     module, method = _resolve(caller, op, outer, T, inner, dtype, method, backend, device)
@@ -202,10 +247,10 @@ _DEVICE_WORKSPACE_ALIGN = 16  # pieces are carved at 64-byte offsets and hold 8-
 
 def _check_device_alignment(caller, buffers, dtype, workspace):
     """Device pointers must be element-aligned (a misaligned load is a CUDA error that ends the context)."""
-    itemsize = np.dtype(dtype).itemsize
+    itemsize = dtype.itemsize
     for name, (ptr, _strides) in buffers.items():
         if ptr % itemsize:
-            raise ValueError(f"{caller}: {name} pointer {ptr:#x} is not a multiple of the {np.dtype(dtype).name} "
+            raise ValueError(f"{caller}: {name} pointer {ptr:#x} is not a multiple of the {dtype.name} "
                              f"itemsize {itemsize}; device buffers must be element-aligned")
     if workspace % _DEVICE_WORKSPACE_ALIGN:
         raise ValueError(f"{caller}: workspace pointer {workspace:#x} is not {_DEVICE_WORKSPACE_ALIGN}-byte "
@@ -217,7 +262,7 @@ def _run_allocating(caller, op, buffers, *, outer, T, inner, dtype, reverse, met
     """The front doors' call: validate, resolve, size the workspace, have ``allocate(nbytes)`` give
     ``(owner, pointer)`` of one, and run on ``stream``, each step once (the public functions' steps, with
     errors under ``caller``; on small arrays this Python is most of a call)."""
-    _check_common(caller, op, outer, T, inner, dtype, method)
+    dtype = _check_common(caller, op, outer, T, inner, dtype, method)
     module, method = _resolve(caller, op, outer, T, inner, dtype, method, backend, device)
     kernel_bytes, nbytes = _workspace_parts(module, op, dtype, outer, T, inner, method)
     _owner, workspace = allocate(nbytes)  # the owner keeps the memory alive while the kernels run
@@ -228,10 +273,9 @@ def _run_allocating(caller, op, buffers, *, outer, T, inner, dtype, reverse, met
 
 def _run_resolved(caller, op, module, method, buffers, *, outer, T, inner, dtype, reverse, workspace,
                   workspace_bytes, kernel_bytes):
-    """Views of the buffers, float16 staging, reverse, and the backend's call; ``kernel_bytes``: what the
-    backend's ``workspace_size`` asked for (carved first from the workspace)."""
+    """Views of the buffers, half-precision staging, reverse, and the backend's call; ``kernel_bytes``: what
+    the backend's ``workspace_size`` asked for (carved first from the workspace)."""
     t_in, t_out, state, grad_state = _SIGNATURES[op]
-    dtype = np.dtype(dtype)
     shape3, shape2 = (outer, T, inner), (outer, inner)
 
     def view(name, shape, writable):
@@ -263,14 +307,14 @@ def _run_resolved(caller, op, module, method, buffers, *, outer, T, inner, dtype
 
     carver = _Carver(caller, module, workspace, workspace_bytes)
     kernel_ws = carver.take(kernel_bytes)
-    # float16 without float16 kernels: compute on float32 staging copies carved from the workspace.
+    # A half-precision dtype without kernels for it: compute on staging copies carved from the workspace.
     compute = dict(views)
-    staged_call = _stages_float16(module, method, dtype)
+    staged_call = _stages(module, method, dtype)
     if staged_call:
         for name, v in views.items():
             if v is None:
                 continue
-            staged = carver.take_array(v.shape, np.float32)
+            staged = carver.take_array(v.shape, _COMPUTE[dtype])
             if name not in t_out and name != grad_state:
                 staged[...] = v
             compute[name] = staged
@@ -305,8 +349,8 @@ def log_scan(*, outer, T, inner, dtype, log_a, log_a_strides, log_b, log_b_strid
     ----------
     outer, T, inner : int
         Canonical shape.
-    dtype : {"float16", "float32", "float64"}
-        Element type of every buffer.
+    dtype : {"float16", "bfloat16", "float32", "float64"}
+        Element type of every buffer (a name, or a NumPy dtype such as ``ml_dtypes.bfloat16``).
     log_a, log_b, out : int
         Data pointers; ``out`` may equal ``log_b`` (same strides) for in-place use.
     log_a_strides, log_b_strides, out_strides : tuple of 3 int

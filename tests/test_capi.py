@@ -1,15 +1,49 @@
-"""The C-style core on raw pointers: two-phase workspace, strides of any sign, reverse, float16 staging, errors."""
+"""The C-style core on raw pointers: two-phase workspace, strides of any sign, reverse, half-precision staging
+(float16, bfloat16), errors."""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pytest
 
 from logscan import capi, reference
-from tests.helpers import FLOATS, assert_close, assert_same_bits, linear_inputs, log_inputs
+from tests.helpers import FLOATS, assert_close, assert_same_bits, linear_inputs, log_inputs, tolerance
 
 OPS = ("log_scan", "log_scan_backward", "linear_scan", "linear_scan_backward")
 DTYPE_IDS = [pytest.param(d, id=np.dtype(d).name) for d in FLOATS]
+WITH_BFLOAT16 = DTYPE_IDS + [pytest.param("bfloat16", id="bfloat16")]
+
+
+def as_dtype(dtype):
+    """The NumPy dtype of a test's dtype; "bfloat16" is ml_dtypes' (the test is skipped without ml_dtypes)."""
+    if dtype == "bfloat16":
+        return np.dtype(pytest.importorskip("ml_dtypes", reason="bfloat16 arrays need ml_dtypes").bfloat16)
+    return np.dtype(dtype)
+
+
+def close(got, want, dtype, T, **options):
+    """:func:`assert_close`; bfloat16 (no np.finfo) as float16 is: its compute dtype's tolerance (float32) plus
+    its final rounding, one bfloat16 eps (2^-7)."""
+    if dtype.name == "bfloat16":
+        options["tol"] = tolerance(np.float32, T) + 2.0**-7
+        dtype = np.dtype(np.float32)
+    assert_close(got, want, dtype, T, **options)
+
+
+@pytest.fixture
+def carvers(monkeypatch):
+    """Every workspace carver a call makes, kept to compare what it carved with ``workspace_size``."""
+    made = []
+
+    class Recording(capi._Carver):
+        def __init__(self, *args):
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(capi, "_Carver", Recording)
+    return made
 
 
 def ptr(x):
@@ -140,12 +174,14 @@ def test_in_place_on_pointers(backend, method, dtype, reverse, rng):
     assert_same_bits(log_b, expected)
 
 
-# ------------------------------------------------------------ float16 staging, every op
-@pytest.mark.parametrize("dtype", DTYPE_IDS)
+# ------------------------------------------------------------ half-precision staging, every op
+@pytest.mark.parametrize("dtype", WITH_BFLOAT16)
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-def test_every_op_on_pointers(backend, method, dtype, reverse, rng):
+def test_every_op_on_pointers(backend, method, dtype, reverse, rng, carvers):
+    """Every op in every dtype; the workspace asked for is exactly what the call carves (with every buffer
+    given: kernels' part, then one staging copy per buffer for the half-precision types)."""
     shape = (2, 21, 3)
-    dtype = np.dtype(dtype)
+    dtype = as_dtype(dtype)
     kwargs = dict(outer=2, T=21, inner=3, dtype=dtype.name, reverse=reverse, method=method, backend=backend)
 
     def args(**arrays):
@@ -161,31 +197,34 @@ def test_every_op_on_pointers(backend, method, dtype, reverse, rng):
     ws, _keep = workspace("log_scan_backward", shape, dtype, method, backend)
     capi.log_scan_backward(**kwargs, **args(grad_log_h=g, log_a=log_a, log_b=log_b, log_h=log_h, grad_log_a=grad_a,
                                             grad_log_b=grad_b, log_h0=log_h0, grad_log_h0=grad_h0), **ws)
+    assert carvers[-1].used == ws["workspace_bytes"]
     ref = reference.scan_backward(g, log_a, log_b, log_h, axis=1, log_h0=log_h0, reverse=reverse)
     scale = reference.scan_backward(np.abs(g), log_a, log_b, log_h, axis=1, log_h0=log_h0, reverse=reverse)
     for name, x, r, s in zip(["grad_log_a", "grad_log_b", "grad_log_h0"], (grad_a, grad_b, grad_h0), ref, scale,
                              strict=True):
-        assert_close(x, r, dtype, 21, scale=s, what=name)
+        close(x, r, dtype, 21, scale=s, what=name)
 
     a, b = linear_inputs(rng, shape, dtype)
     h0 = rng.normal(size=(2, 3)).astype(dtype)
     out = np.empty_like(b)
     ws, _keep = workspace("linear_scan", shape, dtype, method, backend)
     capi.linear_scan(**kwargs, **args(a=a, b=b, out=out, h0=h0), **ws)
+    assert carvers[-1].used == ws["workspace_bytes"]
     h_ref = reference.linear_scan(a, b, axis=1, h0=h0, reverse=reverse)
     h_scale = reference.linear_scan(np.abs(a), np.abs(b), axis=1, h0=np.abs(h0), reverse=reverse)
-    assert_close(out, h_ref, dtype, 21, scale=h_scale, what="linear_scan")
+    close(out, h_ref, dtype, 21, scale=h_scale, what="linear_scan")
 
     h = h_ref.astype(dtype)
     grad_a, grad_b, grad_h0 = np.empty_like(a), np.empty_like(b), np.empty_like(h0)
     ws, _keep = workspace("linear_scan_backward", shape, dtype, method, backend)
     capi.linear_scan_backward(**kwargs, **args(grad_h=g, a=a, b=b, h=h, grad_a=grad_a, grad_b=grad_b, h0=h0,
                                                grad_h0=grad_h0), **ws)
+    assert carvers[-1].used == ws["workspace_bytes"]
     ref = reference.linear_scan_backward(g, a, b, h, axis=1, h0=h0, reverse=reverse)
     scale = reference.linear_scan_backward(np.abs(g), np.abs(a), b, np.abs(h), axis=1, h0=np.abs(h0),
                                            reverse=reverse)
     for name, x, r, s in zip(["grad_a", "grad_b", "grad_h0"], (grad_a, grad_b, grad_h0), ref, scale, strict=True):
-        assert_close(x, r, dtype, 21, scale=s, what=name)
+        close(x, r, dtype, 21, scale=s, what=name)
 
 
 def test_backward_without_state_gradient_buffer(backend, method, rng):
@@ -262,8 +301,8 @@ def test_bad_dtype(dtype):
     if dtype == "float128" and not hasattr(np, "float128"):
         pytest.skip("no float128 here")
     kwargs, _keep = _base(dtype=dtype)
-    with pytest.raises(TypeError, match=r"^logscan\.capi\.log_scan: dtype must be one of \('float16', 'float32', "
-                                        r"'float64'\), got "):
+    with pytest.raises(TypeError, match=r"^logscan\.capi\.log_scan: dtype must be one of \('float16', 'bfloat16', "
+                                        r"'float32', 'float64'\), got "):
         capi.log_scan(**kwargs)
     with pytest.raises(TypeError, match=r"^logscan\.capi\.workspace_size: dtype must be one of"):
         capi.workspace_size("linear_scan", outer=1, T=1, inner=1, dtype=dtype)
@@ -290,11 +329,11 @@ def test_float16_staging_needs_workspace():
                          backend="numpy")
 
 
-class _Float16Kernels:
-    """The numpy backend with float16 kernels for "sequential" (float32 arithmetic, float16 in and out), as
-    the cupy backend has them: it records the dtypes it is handed."""
+class _HalfKernels:
+    """The numpy backend with half-precision kernels for "sequential" (float32 arithmetic, float16 or bfloat16
+    in and out), as the cupy backend has them: it records the dtypes it is handed."""
 
-    float16_methods = ("sequential",)
+    half_methods = ("sequential",)
 
     def __init__(self):
         import logscan.backends.numpy_backend as numpy_backend  # noqa: PLC0415
@@ -305,7 +344,7 @@ class _Float16Kernels:
 
     def log_scan(self, log_a, log_b, log_h0, out, method, workspace):
         self.seen.append((method, log_a.dtype, out.dtype))
-        if out.dtype != np.float16:
+        if out.dtype.itemsize > 2:
             return self.inner.log_scan(log_a, log_b, log_h0, out, method, workspace)
         wide = np.empty(out.shape, np.float32)
         state = None if log_h0 is None else log_h0.astype(np.float32)
@@ -313,31 +352,63 @@ class _Float16Kernels:
         out[...] = wide
 
 
-def test_float16_kernels_of_a_backend_take_float16_buffers_unstaged(monkeypatch, rng):
-    """A method in the backend's ``float16_methods`` gets the float16 buffers and no staging workspace;
-    another method of the same backend gets float32 copies."""
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_kernels_of_a_backend_take_half_buffers_unstaged(monkeypatch, rng, dtype):
+    """A method in the backend's ``half_methods`` gets the float16 or bfloat16 buffers and no staging
+    workspace; another method of the same backend gets float32 copies."""
     from logscan import registry  # noqa: PLC0415
 
-    fake = _Float16Kernels()
-    spec = registry.BackendSpec("float16_kernels", "logscan.backends.numpy_backend", device="cpu", priority=-1,
+    dtype = as_dtype(dtype)
+    fake = _HalfKernels()
+    spec = registry.BackendSpec("half_kernels", "logscan.backends.numpy_backend", device="cpu", priority=-1,
                                 probe=lambda: True)
-    monkeypatch.setitem(registry._SPECS, "float16_kernels", spec)
-    monkeypatch.setitem(registry._LOADED, "float16_kernels", fake)
-    log_a, log_b = log_inputs(rng, (2, 40, 3), np.float16)
-    log_h0 = rng.normal(size=(2, 3)).astype(np.float16)
+    monkeypatch.setitem(registry._SPECS, "half_kernels", spec)
+    monkeypatch.setitem(registry._LOADED, "half_kernels", fake)
+    log_a, log_b = log_inputs(rng, (2, 40, 3), dtype)
+    log_h0 = rng.normal(size=(2, 3)).astype(dtype)
     want = reference.scan(log_a, log_b, axis=1, log_h0=log_h0)
-    sizes = dict(outer=2, T=40, inner=3, dtype="float16", backend="float16_kernels")
-    for method, dtype_seen in (("sequential", np.float16), ("hillis_steele", np.float32)):
+    sizes = dict(outer=2, T=40, inner=3, dtype=dtype.name, backend="half_kernels")
+    for method, dtype_seen in (("sequential", dtype), ("hillis_steele", np.dtype(np.float32))):
         nbytes = capi.workspace_size("log_scan", method=method, **sizes)
         wide = capi.workspace_size("log_scan", method=method, **dict(sizes, dtype="float32"))
-        assert (nbytes == wide) == (dtype_seen == np.float16)  # staging copies only for the other method
+        assert (nbytes == wide) == (dtype_seen == dtype)  # staging copies only for the other method
         out = np.empty_like(log_b)
         workspace = np.empty(max(nbytes, 1), np.uint8)
         capi.log_scan(**sizes, method=method, log_a=ptr(log_a), log_a_strides=strides(log_a), log_b=ptr(log_b),
                       log_b_strides=strides(log_b), out=ptr(out), out_strides=strides(out), log_h0=ptr(log_h0),
                       log_h0_strides=strides(log_h0), workspace=ptr(workspace), workspace_bytes=nbytes)
-        assert fake.seen[-1] == (method, np.dtype(dtype_seen), np.dtype(dtype_seen))
-        assert_close(out, want, np.float16, 40)
+        assert fake.seen[-1] == (method, dtype_seen, dtype_seen)
+        close(out, want, dtype, 40)
+
+
+def test_bfloat16_is_ml_dtypes_and_computed_in_float32():
+    bfloat16 = as_dtype("bfloat16")
+    for given in ("bfloat16", bfloat16, bfloat16.type):
+        assert capi.dtype_of(given) == bfloat16
+        assert capi.compute_dtype(given) == np.float32
+    staged = capi.workspace_size("linear_scan", outer=1, T=16, inner=4, dtype="bfloat16", method="sequential",
+                                 backend="numpy")
+    assert staged == 3 * 16 * 4 * 4 + 64  # a, b and out as float32 copies (256 bytes each), the state's 16 aligned
+
+
+def test_bfloat16_without_ml_dtypes_names_the_package(monkeypatch):
+    """ml_dtypes is imported only for bfloat16; when it is missing, the error says what to install."""
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # `import ml_dtypes` now fails
+    for dtype in list(capi._COMPUTE):  # as if it had never been loaded
+        if dtype.name == "bfloat16":
+            monkeypatch.delitem(capi._COMPUTE, dtype)
+    capi._bfloat16.cache_clear()
+    try:
+        message = r"dtype 'bfloat16' needs the ml_dtypes package \(NumPy has no bfloat16\), which is not installed: " \
+                  r"pip install ml_dtypes"
+        with pytest.raises(RuntimeError, match=r"^logscan\.capi\.workspace_size: " + message):
+            capi.workspace_size("log_scan", outer=1, T=8, inner=1, dtype="bfloat16", backend="numpy")
+        kwargs, _keep = _base(dtype="bfloat16")
+        with pytest.raises(RuntimeError, match=r"^logscan\.capi\.log_scan: " + message):
+            capi.log_scan(**kwargs)
+        assert capi.workspace_size("log_scan", outer=1, T=8, inner=1, dtype="float16", backend="numpy") > 0
+    finally:
+        capi._bfloat16.cache_clear()
 
 
 def test_null_output_and_null_input():

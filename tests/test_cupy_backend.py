@@ -177,7 +177,13 @@ def emulated_aggregates_only(monkeypatch, aggregates_only_launchers):
     return table
 
 
-TOLERANCE = {"float64": 1e-12, "float32": 3e-6, "float16": 2e-3}  # relative, times log2(T) + 1
+# relative, times log2(T) + 1; the 16-bit types: two eps of their own (2^-10 and 2^-7)
+TOLERANCE = {"float64": 1e-12, "float32": 3e-6, "float16": 2e-3, "bfloat16": 1.6e-2}
+
+
+def _bfloat16():
+    """``ml_dtypes.bfloat16`` (NumPy has none of its own); the test is skipped without ml_dtypes."""
+    return np.dtype(pytest.importorskip("ml_dtypes", reason="bfloat16 arrays need ml_dtypes").bfloat16)
 
 
 def _inputs(op, dtype, outer, T, inner, *, seed, with_h0, resets):
@@ -276,10 +282,43 @@ def test_emulated_out_may_alias_log_b(emulated, method):
 
 
 @pytest.mark.parametrize("op", OPS)
-@pytest.mark.parametrize("method", backend.float16_methods)
+@pytest.mark.parametrize("method", backend.half_methods)
 def test_emulated_float16_in_and_out(emulated, method, op):
-    """The methods the core hands float16 buffers to as they are (``float16_methods``)."""
+    """The methods the core hands float16 buffers to as they are (``half_methods``)."""
     _run_case(method, op, np.float16, 1, 50, 4, resets=False)
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("method", backend.half_methods)
+def test_emulated_bfloat16_in_and_out(emulated, method, op):
+    """The same methods read and write bfloat16 (``logscan::bfloat16_t``) and compute in float32, resets and
+    runs of -inf included; reverse and strided without a state."""
+    _run_case(method, op, _bfloat16(), 1, 50, 4)
+    _run_case(method, op, _bfloat16(), 2, 77, 3, with_h0=False, reverse=True, strided=True)
+
+
+def test_emulated_bfloat16_rounds_to_nearest_even(emulated):
+    """The kernels' float -> bfloat16 narrowing gives ml_dtypes' bits (round to nearest, ties to even): a
+    running sum of bfloat16 steps, exact in float32, narrowed once per step; -inf, +inf and NaN stay so."""
+    bfloat16 = _bfloat16()
+    rng = np.random.default_rng(8)
+    b = (rng.integers(-2**12, 2**12, (1, 300, 4)) * 2.0 ** rng.integers(-8, 8, (1, 300, 4))).astype(bfloat16)
+    b[0, :, 0] = rng.integers(1, 4, 300)  # sums past 256 with 9 and 10 significant bits: ties, both ways
+    b[0, 100:, 2] = np.inf
+    b[0, 200:, 3] = np.nan
+    a = np.ones_like(b)
+    out = np.empty_like(b)
+    backend.linear_scan(a, b, None, out, "sequential", None)
+    want = np.cumsum(b.astype(np.float32), axis=1).astype(bfloat16)
+    ties = np.cumsum(b[0, :, 0].astype(np.float32)).view(np.uint32) & 0xFFFF == 0x8000
+    assert ties.sum() > 50
+    assert np.isnan(want[0, 200:, 3]).all() and np.isposinf(want[0, 100:, 2]).all()
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+    finite = ~np.isnan(want)
+    np.testing.assert_array_equal(out.view(np.uint16)[finite], want.view(np.uint16)[finite])
+    log_out = np.empty_like(b)
+    backend.log_scan(np.full_like(b, -np.inf), np.full_like(b, -np.inf), None, log_out, "sequential", None)
+    assert np.isneginf(log_out.astype(np.float32)).all()
 
 
 def test_emulated_vectorized_per_channel(emulated, monkeypatch):
@@ -292,6 +331,15 @@ def test_emulated_vectorized_per_channel(emulated, monkeypatch):
     assert backend.vector_width(np.float16, 2, 16, [backend.View(1 << 12, (304, 16, 1))]) == 8
     _run_case("sequential", "log", np.float16, 2, 19, 16, resets=False)
     _run_case("sequential", "linear", np.float16, 2, 19, 16, resets=False)
+
+
+def test_emulated_vectorized_bfloat16(emulated, monkeypatch):
+    """bfloat16: eight channels per 16-byte load, as float16."""
+    monkeypatch.setattr(backend, "MIN_VECTOR_THREADS", 1)
+    bfloat16 = _bfloat16()
+    assert backend.vector_width(bfloat16, 2, 16, [backend.View(1 << 12, (304, 16, 1))]) == 8
+    _run_case("sequential", "log", bfloat16, 2, 19, 16)
+    _run_case("sequential", "linear", bfloat16, 2, 19, 16)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
@@ -383,6 +431,29 @@ def test_emulated_chunking_agrees_to_rounding(emulated):
         np.testing.assert_allclose(joined, whole, rtol=1e-14)
 
 
+@pytest.fixture
+def emulated_core(monkeypatch, emulated):
+    """The cupy backend behind :mod:`logscan.capi` on NumPy buffers (NumPy views, emulated kernels), registered
+    as a CPU backend; returns its name."""
+    from logscan.backends import _host
+
+    monkeypatch.setattr(backend, "as_array", _host.as_array)
+    spec = registry.BackendSpec("cupy_emulated", backend.__name__, device="cpu", priority=-1, probe=lambda: True)
+    monkeypatch.setitem(registry._SPECS, spec.name, spec)
+    monkeypatch.setitem(registry._LOADED, spec.name, backend)
+    return spec.name
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("method", METHODS)
+def test_emulated_bfloat16_through_the_core(emulated_core, method, op):
+    """bfloat16 buffers through the core: the ``half_methods`` take them as they are, the textbook methods
+    compute on float32 copies the core stages in the workspace (of exactly the size it asks), forward and
+    backward, with a state, and reverse without one."""
+    _gpu_case(method, op, _bfloat16(), (2, 100, 3), with_h0=True, reverse=False, backend_name=emulated_core)
+    _gpu_case(method, op, _bfloat16(), (1, 70, 2), with_h0=False, reverse=True, backend_name=emulated_core)
+
+
 # ============================================================ the contract on a GPU
 def _gpu_available():
     return registry.spec("cupy").is_available()
@@ -392,61 +463,67 @@ GPU_SHAPES = [(1, 1, 1), (2, 2, 3), (1, 31, 4), (3, 32, 5), (2, 33, 1), (1, 1000
               (1, 1025, 3), (1, 65537, 2), (4, 300, 1024)]
 
 
-def _capi_call(op, method, dtype, a, b, h0, *, reverse, stream=None):
-    """Run forward and backward through logscan.capi on device pointers; returns host results."""
-    import cupy
-
+def _capi_call(op, method, dtype, a, b, h0, *, reverse, backend_name="cupy"):
+    """Run forward and backward through logscan.capi on device pointers (or, with another backend name, on
+    NumPy buffers: the emulated kernels); returns host results."""
     from logscan import capi
 
+    on_gpu = backend_name == "cupy"
+    xp = importlib.import_module("cupy") if on_gpu else np
+    device = "cuda" if on_gpu else "cpu"
+
+    ptr = backend._pointer  # of CuPy and NumPy arrays alike
     outer, T, inner = a.shape
-    dev = {name: cupy.asarray(x) for name, x in (("a", a), ("b", b)) if x is not None}
-    dev_h0 = None if h0 is None else cupy.asarray(h0)
-    out = cupy.empty_like(dev["b"])
+    dev = {name: xp.asarray(x) for name, x in (("a", a), ("b", b)) if x is not None}
+    dev_h0 = None if h0 is None else xp.asarray(h0)
+    out = xp.empty_like(dev["b"])
 
     def strides(x):
         return tuple(s // x.itemsize for s in x.strides)
 
     def ws(name):
         nbytes = capi.workspace_size(name, outer=outer, T=T, inner=inner, dtype=dtype, method=method,
-                                     backend="cupy", device="cuda")
-        return cupy.empty(max(nbytes, 1), cupy.uint8), nbytes
+                                     backend=backend_name, device=device)
+        return xp.empty(max(nbytes, 1), np.uint8), nbytes
 
     names = ("log_a", "log_b", "log_h0") if op == "log" else ("a", "b", "h0")
     work, nbytes = ws(f"{op}_scan")
-    state = {names[2]: dev_h0.data.ptr, f"{names[2]}_strides": strides(dev_h0)} if h0 is not None else {}
+    state = {names[2]: ptr(dev_h0), f"{names[2]}_strides": strides(dev_h0)} if h0 is not None else {}
     getattr(capi, f"{op}_scan")(
-        outer=outer, T=T, inner=inner, dtype=dtype, reverse=reverse, method=method, backend="cupy",
-        device="cuda", workspace=work.data.ptr, workspace_bytes=nbytes,
-        **{names[0]: dev["a"].data.ptr, f"{names[0]}_strides": strides(dev["a"]),
-           names[1]: dev["b"].data.ptr, f"{names[1]}_strides": strides(dev["b"]),
-           "out": out.data.ptr, "out_strides": strides(out)}, **state)
+        outer=outer, T=T, inner=inner, dtype=dtype, reverse=reverse, method=method, backend=backend_name,
+        device=device, workspace=ptr(work), workspace_bytes=nbytes,
+        **{names[0]: ptr(dev["a"]), f"{names[0]}_strides": strides(dev["a"]),
+           names[1]: ptr(dev["b"]), f"{names[1]}_strides": strides(dev["b"]),
+           "out": ptr(out), "out_strides": strides(out)}, **state)
 
-    g = cupy.asarray(np.random.default_rng(7).normal(size=a.shape).astype(dtype))
-    grad_a, grad_b = cupy.empty_like(g), cupy.empty_like(g)
-    grad_h0 = None if h0 is None else cupy.empty_like(dev_h0)
+    g = xp.asarray(np.random.default_rng(7).normal(size=a.shape).astype(dtype))
+    grad_a, grad_b = xp.empty_like(g), xp.empty_like(g)
+    grad_h0 = None if h0 is None else xp.empty_like(dev_h0)
     prefix = "log_" if op == "log" else ""
     work, nbytes = ws(f"{op}_scan_backward")
     extra = {}
     if h0 is not None:
-        extra = {names[2]: dev_h0.data.ptr, f"{names[2]}_strides": strides(dev_h0),
-                 f"grad_{names[2]}": grad_h0.data.ptr, f"grad_{names[2]}_strides": strides(grad_h0)}
+        extra = {names[2]: ptr(dev_h0), f"{names[2]}_strides": strides(dev_h0),
+                 f"grad_{names[2]}": ptr(grad_h0), f"grad_{names[2]}_strides": strides(grad_h0)}
     getattr(capi, f"{op}_scan_backward")(
-        outer=outer, T=T, inner=inner, dtype=dtype, reverse=reverse, method=method, backend="cupy",
-        device="cuda", workspace=work.data.ptr, workspace_bytes=nbytes,
-        **{f"grad_{prefix}h": g.data.ptr, f"grad_{prefix}h_strides": strides(g),
-           names[0]: dev["a"].data.ptr, f"{names[0]}_strides": strides(dev["a"]),
-           names[1]: dev["b"].data.ptr, f"{names[1]}_strides": strides(dev["b"]),
-           f"{prefix}h": out.data.ptr, f"{prefix}h_strides": strides(out),
-           f"grad_{names[0]}": grad_a.data.ptr, f"grad_{names[0]}_strides": strides(grad_a),
-           f"grad_{names[1]}": grad_b.data.ptr, f"grad_{names[1]}_strides": strides(grad_b)}, **extra)
-    cupy.cuda.runtime.deviceSynchronize()
-    host = [None if x is None else cupy.asnumpy(x) for x in (out, g, grad_a, grad_b, grad_h0)]
+        outer=outer, T=T, inner=inner, dtype=dtype, reverse=reverse, method=method, backend=backend_name,
+        device=device, workspace=ptr(work), workspace_bytes=nbytes,
+        **{f"grad_{prefix}h": ptr(g), f"grad_{prefix}h_strides": strides(g),
+           names[0]: ptr(dev["a"]), f"{names[0]}_strides": strides(dev["a"]),
+           names[1]: ptr(dev["b"]), f"{names[1]}_strides": strides(dev["b"]),
+           f"{prefix}h": ptr(out), f"{prefix}h_strides": strides(out),
+           f"grad_{names[0]}": ptr(grad_a), f"grad_{names[0]}_strides": strides(grad_a),
+           f"grad_{names[1]}": ptr(grad_b), f"grad_{names[1]}_strides": strides(grad_b)}, **extra)
+    if on_gpu:
+        xp.cuda.runtime.deviceSynchronize()
+    host = [None if x is None else (xp.asnumpy(x) if on_gpu else x) for x in (out, g, grad_a, grad_b, grad_h0)]
     return tuple(host)
 
 
-def _gpu_case(method, op, dtype, shape, *, with_h0, reverse, resets=True):
+def _gpu_case(method, op, dtype, shape, *, with_h0, reverse, resets=True, backend_name="cupy"):
     a, b, h0 = _inputs(op, dtype, *shape, seed=sum(shape), with_h0=with_h0, resets=resets)
-    out, g, grad_a, grad_b, grad_h0 = _capi_call(op, method, str(np.dtype(dtype)), a, b, h0, reverse=reverse)
+    out, g, grad_a, grad_b, grad_h0 = _capi_call(op, method, str(np.dtype(dtype)), a, b, h0, reverse=reverse,
+                                                 backend_name=backend_name)
     flip = (lambda x: x[:, ::-1, :]) if reverse else (lambda x: x)
     want = flip(_reference_forward(op, flip(a), flip(b), h0))
     T = shape[1]
@@ -474,6 +551,16 @@ def test_gpu_matches_reference(method, op, dtype, shape, with_h0, reverse):
 @pytest.mark.skipif("not _gpu_available()", reason="no CUDA device or no CuPy")
 def test_gpu_float16_through_the_core(method):
     _gpu_case(method, "log", np.float16, (2, 100, 8), with_h0=True, reverse=False, resets=False)
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.gpu
+@pytest.mark.skipif("not _gpu_available()", reason="no CUDA device or no CuPy")
+def test_gpu_bfloat16_through_the_core(method, op):
+    """Needs ml_dtypes, and a CuPy that holds bfloat16 arrays (the staging copies of the textbook methods)."""
+    _gpu_case(method, op, _bfloat16(), (2, 1000, 8), with_h0=True, reverse=False)
+    _gpu_case(method, op, _bfloat16(), (1, 300, 3), with_h0=False, reverse=True)
 
 
 @pytest.mark.parametrize("method", ["sequential", "chunked", "lookback"])

@@ -22,11 +22,12 @@ The functions every backend exposes (see :class:`logscan.registry.Backend`):
     at least that many bytes (or None when the size is 0).
 
 All arrays are of the backend's own array family (NumPy for CPU backends),
-of one float dtype (float32 or float64; the core handles float16 through
-float32 copies, except for the methods a backend lists in an optional
-``float16_methods`` tuple, whose kernels take float16 views directly and
-compute in float32, with a workspace sized for float32), and may
-have any strides, including 0 (broadcast inputs) and negative (reverse).
+of one float dtype (float32 or float64; the core handles the half-precision
+float16 and bfloat16 through float32 copies, except for the methods a
+backend lists in an optional ``half_methods`` tuple, whose kernels take such
+views directly and compute in float32, with a workspace sized for float32),
+and may have any strides, including 0 (broadcast inputs) and negative
+(reverse).
 ``out`` may be the very same view as ``log_b`` (or ``b``): backends read
 element ``t`` of the inputs before they write element ``t`` of ``out``.
 
@@ -36,7 +37,7 @@ Device backends (``device="cuda"``) work the same way on device memory:
     A view of the memory at ``ptr`` (strides in elements, None for C order)
     that supports what the core does with views: basic slicing (``[:, ::-1, :]``),
     ``view[...] = other_view`` (a strided copy that may cast dtype, used for
-    float16 staging) and ``view[...] = scalar``.
+    half-precision staging) and ``view[...] = scalar``.
 ``on_stream(handle)``
     A context manager: every kernel launch and copy made inside it, by the
     op functions or by the views, is enqueued on the CUDA stream ``handle``

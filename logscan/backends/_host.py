@@ -19,7 +19,9 @@ class _Buffer:
 
 @functools.cache
 def _typestr(dtype):
-    return dtype.str
+    """The array interface's typestr of ``dtype``, and whether it names ``dtype`` (ml_dtypes' bfloat16 has the
+    opaque "<V2": its view is retyped)."""
+    return dtype.str, np.dtype(dtype.str) == dtype
 
 
 def as_array(ptr, shape, strides, dtype, writable):
@@ -28,5 +30,7 @@ def as_array(ptr, shape, strides, dtype, writable):
     if strides is not None:
         itemsize = dtype.itemsize
         strides = tuple([operator.index(s) * itemsize for s in strides])
-    return np.asarray(_Buffer({"data": (operator.index(ptr), not writable), "shape": tuple(map(operator.index, shape)),
-                               "strides": strides, "typestr": _typestr(dtype), "version": 3}))
+    typestr, exact = _typestr(dtype)
+    view = np.asarray(_Buffer({"data": (operator.index(ptr), not writable), "shape": tuple(map(operator.index, shape)),
+                               "strides": strides, "typestr": typestr, "version": 3}))
+    return view if exact else view.view(dtype)

@@ -25,8 +25,8 @@ Methods
     The textbook tree scans, one element per thread in shared-memory tiles,
     joined across blocks by reduce-then-scan; backward via the elementwise
     weights, a reverse textbook linear scan and elementwise gradients.
-    Float32/float64 only (the core computes float16 through float32 copies
-    for them; the three methods above take float16 directly).
+    Float32/float64 only (the core computes float16 and bfloat16 through
+    float32 copies for them; the three methods above take both directly).
 
 ``method="auto"`` (:func:`choose_method`) takes ``"sequential"`` for short
 sequences or many channels (2^14), else ``"chunked"``. It never takes
@@ -60,11 +60,13 @@ from typing import NamedTuple
 import numpy as np
 
 from logscan.backends.cupy_backend import _module
+from logscan.capi import compute_dtype
 
 methods = ("sequential", "chunked", "lookback", "hillis_steele", "blelloch")
-# Their kernels read and write float16 and compute in float32, so the core hands them float16 views as they
-# are: one pass over half-width memory instead of float32 copies in and out (about 3x the traffic).
-float16_methods = ("sequential", "chunked", "lookback")
+# Their kernels read and write the half-precision types (float16, bfloat16) and compute in float32, so the core
+# hands them such views as they are: one pass over half-width memory instead of float32 copies in and out
+# (about 3x the traffic).
+half_methods = ("sequential", "chunked", "lookback")
 
 # ------------------------------------------------------------ launch constants
 # First guesses from the H100's shape (132 SMs, 2048 threads each); `auto`
@@ -97,8 +99,8 @@ class View(NamedTuple):
 
 
 def _pointer(array) -> int:
-    data = array.data
-    return int(data.ptr) if hasattr(data, "ptr") else int(array.ctypes.data)
+    # NumPy arrays in the emulated tests (whose .data refuses bfloat16), CuPy arrays on a GPU
+    return int(array.ctypes.data) if isinstance(array, np.ndarray) else int(array.data.ptr)
 
 
 def view_of(array, ndim: int) -> View:
@@ -154,11 +156,6 @@ def _pointer_arg(ptr: int):
 
 
 # ------------------------------------------------------------ launch configuration
-def compute_dtype(dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
-    return np.dtype(np.float32) if dtype == np.float16 else dtype
-
-
 def grid_size(n_items: int, block: int) -> int:
     """Blocks for ``n_items`` threads (grid-stride beyond MAX_BLOCKS)."""
     return max(1, min(-(-n_items // block), MAX_BLOCKS))
@@ -373,9 +370,9 @@ def _lookback_forward(log, dtype, outer, T, inner, a, b, h0, out, workspace):
 def _textbook_forward(method, log, dtype, outer, T, inner, a, b, h0, out, workspace):
     """Reduce-then-scan across tiles; the tile pairs are scanned by the same method, recursively."""
     dtype = np.dtype(dtype)
-    if dtype == np.float16:
+    if dtype != compute_dtype(dtype):
         raise TypeError(f"logscan: method {method!r} of backend 'cupy' takes float32 or float64 "
-                        "(float16 is computed through float32 copies by logscan.capi)")
+                        f"({dtype.name} is computed through float32 copies by logscan.capi)")
     block = HILLIS_STEELE_BLOCK if method == "hillis_steele" else BLELLOCH_BLOCK
     tile = tile_of(method)
     shared = 4 * block * dtype.itemsize
@@ -439,7 +436,7 @@ def run_backward(log, dtype, outer, T, inner, grad_h: View, a: View, b: View, h:
                 args=(*_args(outer, T, inner, chunk, n_chunks, grad_h, a, b, h, h0, grad_a, grad_b, grad_h0),
                       _pointer_arg(carry)))
     elif method in ("hillis_steele", "blelloch"):
-        if dtype == np.float16:
+        if dtype != compute_dtype(dtype):
             raise TypeError(f"logscan: method {method!r} of backend 'cupy' takes float32 or float64")
         n = outer * T * inner
         contiguous = (T * inner, inner, 1)
