@@ -23,6 +23,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") in ("", "0"):
     pytest.skip("needs NUMBA_ENABLE_CUDASIM=1 before numba is imported (tests/test_numba_cuda_simulator.py "
@@ -670,9 +672,6 @@ def test_non_canonical_strides_and_mixed_dtypes_are_copied_on_device():
     assert_close(got.copy_to_host(), reference.scan(log_a, log_b, axis=2), np.float64, 5)
 
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=12, deadline=None)
