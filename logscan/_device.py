@@ -39,6 +39,16 @@ Streams
 Devices
     All arrays must live on one GPU; the work runs on it. Device ids that
     ``__dlpack_device__`` declares are compared before anything is imported.
+bfloat16
+    ``__cuda_array_interface__`` has no name for bfloat16: torch (2.13)
+    writes the opaque two bytes ``"<V2"``, which is also the ``dtype.str`` of
+    ml_dtypes' bfloat16 (the dtype of CuPy's bfloat16 arrays). Such an array
+    is read as bfloat16 when its own ``dtype`` says so (``torch.bfloat16``,
+    or ml_dtypes' bfloat16), so a torch bfloat16 CUDA tensor or a CuPy
+    bfloat16 array is taken as it is, computed in float32 and answered in
+    bfloat16. This needs ml_dtypes on the host (:func:`accepts_bfloat16`
+    says whether it is there) and a backend whose arrays hold bfloat16: the
+    cupy backend (a CuPy with bfloat16 support); Numba's arrays have none.
 """
 
 from __future__ import annotations
@@ -271,13 +281,29 @@ def _device_id(x, ptr):
     return None
 
 
-def _describe(caller, name, x):
-    """The :class:`_Operand` of a device array argument, its dtype checked."""
+def accepts_bfloat16() -> bool:
+    """Whether bfloat16 device arrays are taken as they are here: ml_dtypes, which gives NumPy (and so the
+    core) its bfloat16, is importable. Without it such arrays are a RuntimeError naming ml_dtypes."""
+    return capi._bfloat16() is not None
+
+
+def _dtype(caller, name, x, typestr):
+    """The checked dtype of device array ``x``: its typestr's, except for bfloat16, whose typestr is the opaque
+    ``"<V2"`` and whose own ``dtype`` (``torch.bfloat16``, ml_dtypes' bfloat16) names it."""
+    dtype = np.dtype(typestr)
+    if dtype.kind == "V" and dtype.itemsize == 2 and str(getattr(x, "dtype", "")).rpartition(".")[2] == "bfloat16":
+        return capi.dtype_of("bfloat16", caller)
+    _arrays.check_float_dtype(caller, name, dtype)
+    return dtype
+
+
+def _describe(caller, name, x, dtype=None):
+    """The :class:`_Operand` of a device array: an argument, its dtype read from its interface and checked, or
+    an array allocated here in ``dtype`` (float, or the workspace's bytes)."""
     cai = _interface(x)
     if cai.get("mask") is not None:
         raise TypeError(f"{caller}: {name} is a masked device array, which logscan does not support")
-    dtype = np.dtype(cai["typestr"])
-    _arrays.check_float_dtype(caller, name, dtype)
+    dtype = _dtype(caller, name, x, cai["typestr"]) if dtype is None else np.dtype(dtype)
     shape = tuple(int(n) for n in cai["shape"])
     if cai.get("strides") is None:
         strides, step = [], 1
@@ -338,20 +364,15 @@ class _Family:
             obj = torch.empty(shape, dtype=getattr(torch, dtype.name), device=self.template.device)
         else:
             obj = _cuda().device_array(shape, dtype, stream=_numba_stream(self.stream))
-        op = _describe("logscan", "new array", obj) if math.prod(shape) else _Operand(
+        op = _describe("logscan", "new array", obj, dtype) if math.prod(shape) else _Operand(
             0, shape, (0,) * len(shape), dtype, obj)
         return obj, op
 
     def workspace(self, nbytes):
         if nbytes == 0:
             return None, 0
-        obj, op = self.empty((nbytes,), np.uint8) if self.kind != "numba" else self._numba_bytes(nbytes)
+        obj, op = self.empty((nbytes,), np.uint8)
         return obj, op.ptr
-
-    def _numba_bytes(self, nbytes):
-        obj = _cuda().device_array((nbytes,), np.uint8, stream=_numba_stream(self.stream))
-        cai = _interface(obj)
-        return obj, _Operand(cai["data"][0], (nbytes,), (1,), np.uint8, obj)
 
     def zeros(self, shape, dtype):
         obj, op = self.empty(shape, dtype)

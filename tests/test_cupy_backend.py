@@ -16,9 +16,11 @@ Three layers of tests:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import shutil
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -431,17 +433,91 @@ def test_emulated_chunking_agrees_to_rounding(emulated):
         np.testing.assert_allclose(joined, whole, rtol=1e-14)
 
 
-@pytest.fixture
-def emulated_core(monkeypatch, emulated):
-    """The cupy backend behind :mod:`logscan.capi` on NumPy buffers (NumPy views, emulated kernels), registered
-    as a CPU backend; returns its name."""
+def _register_emulated(monkeypatch, device):
+    """The cupy backend on NumPy buffers (NumPy views, emulated kernels), registered for ``device``."""
     from logscan.backends import _host
 
     monkeypatch.setattr(backend, "as_array", _host.as_array)
-    spec = registry.BackendSpec("cupy_emulated", backend.__name__, device="cpu", priority=-1, probe=lambda: True)
+    spec = registry.BackendSpec(f"cupy_emulated_{device}", backend.__name__, device=device, priority=-1,
+                                probe=lambda: True)
     monkeypatch.setitem(registry._SPECS, spec.name, spec)
     monkeypatch.setitem(registry._LOADED, spec.name, backend)
     return spec.name
+
+
+@pytest.fixture
+def emulated_core(monkeypatch, emulated):
+    """The cupy backend behind :mod:`logscan.capi` as a CPU backend on NumPy buffers; returns its name."""
+    return _register_emulated(monkeypatch, "cpu")
+
+
+class _FakeCupyArray:
+    """A CuPy array as the device front door sees one: ``__cuda_array_interface__`` (bfloat16's typestr is the
+    opaque "<V2") and its own ``dtype``, over host memory (the emulated kernels' device memory)."""
+
+    def __init__(self, host):
+        self.host, self.dtype, self.shape = host, host.dtype, host.shape
+        self.__cuda_array_interface__ = {"shape": host.shape, "strides": host.strides, "typestr": host.dtype.str,
+                                         "data": (host.ctypes.data, False), "version": 3}
+
+
+_FakeCupyArray.__module__ = "cupy.fake"  # its family: CuPy allocates the outputs and the workspace
+
+
+@pytest.fixture
+def emulated_front_door(monkeypatch, emulated):
+    """The device front door on :class:`_FakeCupyArray` arrays and the emulated kernels (a stand-in CuPy
+    module allocates); returns the backend's name."""
+    fake = types.ModuleType("cupy")
+    fake.empty = lambda shape, dtype: _FakeCupyArray(np.empty(shape, dtype))
+    fake.cuda = types.SimpleNamespace(Device=lambda index: contextlib.nullcontext())
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    return _register_emulated(monkeypatch, "cuda")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("method", ["sequential", "chunked", "blelloch"])
+def test_emulated_through_the_device_front_door(emulated_front_door, method, dtype):
+    """CuPy-family device arrays through logscan's functions, outputs and workspace allocated by the family
+    (sequential needs no workspace, chunked and blelloch do); bfloat16 ones (typestr "<V2", dtype bfloat16) are
+    read as bfloat16, computed by the kernels (directly, or on float32 copies) and answered as bfloat16,
+    forward and backward, log and linear."""
+    import logscan
+
+    dtype = _bfloat16() if dtype == "bfloat16" else np.dtype(dtype)
+    options = dict(axis=1, method=method, backend=emulated_front_door)
+    for op in OPS:
+        a, b, h0 = _inputs(op, dtype, 2, 40, 3, seed=3, with_h0=True, resets=True)
+        g = np.random.default_rng(4).normal(size=a.shape).astype(dtype)
+        device = [_FakeCupyArray(x) for x in (a, b, h0, g)]
+        if op == "log":
+            h = logscan.scan(*device[:2], log_h0=device[2], **options)
+            grads = logscan.scan_backward(device[3], *device[:2], h, log_h0=device[2], **options)
+        else:
+            h = logscan.linear_scan(*device[:2], h0=device[2], **options)
+            grads = logscan.linear_scan_backward(device[3], *device[:2], h, h0=device[2], **options)
+        assert isinstance(h, _FakeCupyArray) and h.host.dtype == dtype
+        _assert_close(h.host, _reference_forward(op, a, b, h0), dtype, 40, f"{method} {op} forward")
+        for got, want, name in zip(grads, _reference_backward(op, g, a, b, h.host, h0), ("a", "b", "h0"),
+                                   strict=True):
+            assert got.host.dtype == dtype
+            _assert_close(got.host, want, dtype, 40, f"{method} {op} grad {name}")
+
+
+def test_bfloat16_device_arrays_are_named_by_their_own_dtype():
+    """torch's bfloat16 tensors, CuPy's bfloat16 arrays: "<V2" in the interface, bfloat16 in their dtype; two
+    opaque bytes of any other array stay an error."""
+    from logscan import _device
+
+    bfloat16 = _bfloat16()
+    torch = pytest.importorskip("torch")
+    interface = {"shape": (2, 3), "strides": None, "typestr": "<V2", "data": (1 << 20, False), "version": 3}
+    for dtype in (torch.bfloat16, bfloat16):
+        x = types.SimpleNamespace(dtype=dtype, __cuda_array_interface__=interface)
+        assert _device._describe("f", "x", x).dtype == bfloat16
+    assert _device.accepts_bfloat16()
+    with pytest.raises(TypeError, match=r"^f: x must have a real floating dtype"):
+        _device._describe("f", "x", types.SimpleNamespace(__cuda_array_interface__=interface))
 
 
 @pytest.mark.parametrize("op", OPS)
