@@ -13,12 +13,14 @@ NumPy or CuPy arrays.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 
 import torch
 
 FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-# NumPy, and so the library, has no bfloat16: such tensors are computed in float32.
+# The dtypes the library takes as they are, per device type. NumPy has no bfloat16, so the CPU backends get
+# float32 tensors; on CUDA the cupy backend's kernels read and write bfloat16 themselves (see compute_dtype).
 NATIVE = {"cpu": (torch.float16, torch.float32, torch.float64), "cuda": (torch.float16, torch.float32, torch.float64)}
 
 
@@ -46,8 +48,19 @@ def check_same_device(caller, named):
 
 
 def compute_dtype(dtype, device):
-    """The dtype the library computes ``dtype`` in on ``device``: itself, or float32 for what it cannot take."""
-    return dtype if dtype in NATIVE[device.type] else torch.float32
+    """The dtype handed to the library for ``dtype`` on ``device``: itself, or float32 for what it cannot take."""
+    if dtype in NATIVE[device.type] or (dtype == torch.bfloat16 and device.type == "cuda" and _cuda_bfloat16()):
+        return dtype
+    return torch.float32
+
+
+@functools.cache
+def _cuda_bfloat16():
+    """Whether CUDA bfloat16 tensors go to the library as they are: the cupy backend (whose kernels read and
+    write bfloat16) is there, and ml_dtypes gives the core its bfloat16 dtype. Otherwise they are cast."""
+    from logscan import _device, registry  # noqa: PLC0415  (the device front door loads only when used)
+
+    return _device.accepts_bfloat16() and registry.spec("cupy").is_available()
 
 
 def normalize_dim(caller, dim, ndim):

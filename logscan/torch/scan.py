@@ -23,10 +23,11 @@ through its zero strides, not copied) and return gradients of each input's own
 shape. CPU tensors reach the CPU backends as NumPy views; CUDA tensors reach
 the GPU backends as they are, on torch's current stream, with outputs and
 workspace allocated by :func:`torch.empty` (torch's caching allocator).
-bfloat16 tensors are computed in float32 and returned in bfloat16 (values and
-gradients): the cast is done by torch in front of the op, so autograd casts
-the gradients back. float16 is taken by the library directly (computed in
-float32, returned in float16).
+float16 is taken by the library directly (computed in float32, returned in
+float16); so is bfloat16 on CUDA when the cupy backend and ml_dtypes are
+installed (its kernels read and write bfloat16). Elsewhere bfloat16 tensors are
+cast to float32 by torch in front of the op and the result cast back, so
+autograd casts the gradients back too.
 """
 
 
