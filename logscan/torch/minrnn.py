@@ -151,6 +151,7 @@ def _setup_context(ctx, inputs, output):
     x, *params, log_h0 = inputs
     h, *buffers = output
     ctx.mark_non_differentiable(*buffers)
+    ctx.set_materialize_grads(False)  # else torch fills a zero gradient for every buffer before each backward
     ctx.save_for_backward(x, *params, log_h0, h, *buffers)
     ctx.has_log_h0 = log_h0 is not None
 
@@ -159,6 +160,8 @@ def _autograd_formula(cell, backward_op):
     n_buffers = len(cell.buffers)
 
     def backward(ctx, grad_h, *_grad_buffers):  # the buffers are not differentiable: no gradient comes for them
+        if grad_h is None:
+            return (None,) * (len(ctx.saved_tensors) - n_buffers - 1)
         *inputs, h = ctx.saved_tensors[:-n_buffers]
         x, *params, log_h0 = inputs
         grad_x, *grad_params, grad_log_h0 = backward_op(grad_h, x, *params, log_h0, h,
