@@ -113,7 +113,7 @@ def _forward(cell, x, params, log_h0):
             h, cache = cell.forward(cell.params(params), library_array(x), log_h0=library_array(log_h0))
         except (TypeError, ValueError) as error:
             raise _library_error(cell, error) from None
-    return (from_library(h),) + tuple(from_library(cache[name]) for name in cell.buffers)
+        return (from_library(h),) + tuple(from_library(cache[name]) for name in cell.buffers)
 
 
 def _forward_fake(cell, x, params, log_h0):
@@ -132,14 +132,14 @@ def _backward(cell, grad_h, x, params, log_h0, h, buffers):
     gradient; on some paths ``log_a`` and minLSTM's ``d`` are scratch): the
     backward ops declare them in ``mutates_args``.
     """
-    cache = {"x": library_array(x), "h": library_array(h), "log_h0": library_array(log_h0)}
-    cache.update((name, library_array(b)) for name, b in zip(cell.buffers, buffers, strict=True))
     with library_stream(x):
+        cache = {"x": library_array(x), "h": library_array(h), "log_h0": library_array(log_h0)}
+        cache.update((name, library_array(b)) for name, b in zip(cell.buffers, buffers, strict=True))
         grads, grad_x, grad_log_h0 = cell.backward(cell.params(params), cache, library_array(grad_h))
         # The weight and bias gradients are slices of one fused gradient; an op's outputs may not share memory.
-        grads = [grads[name].copy() for name in cell.param_names]
-    grad_log_h0 = x.new_empty((0,)) if grad_log_h0 is None else from_library(grad_log_h0)
-    return (from_library(grad_x), *(from_library(g) for g in grads), grad_log_h0)
+        grads = [from_library(grads[name].copy()) for name in cell.param_names]
+        grad_log_h0 = x.new_empty((0,)) if grad_log_h0 is None else from_library(grad_log_h0)
+        return (from_library(grad_x), *grads, grad_log_h0)
 
 
 def _backward_fake(cell, x, params, log_h0):
@@ -157,11 +157,11 @@ def _setup_context(ctx, inputs, output):
 
 
 def _autograd_formula(cell, backward_op):
-    n_buffers = len(cell.buffers)
+    n_buffers, n_inputs = len(cell.buffers), 2 + len(cell.param_names)
 
     def backward(ctx, grad_h, *_grad_buffers):  # the buffers are not differentiable: no gradient comes for them
         if grad_h is None:
-            return (None,) * (len(ctx.saved_tensors) - n_buffers - 1)
+            return (None,) * n_inputs
         *inputs, h = ctx.saved_tensors[:-n_buffers]
         x, *params, log_h0 = inputs
         grad_x, *grad_params, grad_log_h0 = backward_op(grad_h, x, *params, log_h0, h,
@@ -334,13 +334,13 @@ class _MinRNN(torch.nn.Module):
             Stepping from ``h0`` through ``x[:, t]`` gives ``forward(x, h0)[:, t]``.
         """
         self._check("x_t", x_t, 2, "h_prev", h_prev)
-        params = self._cell.params(self._param_tensors())
         with library_stream(x_t):
             try:
-                h = self._cell.step(params, library_array(x_t), library_array(h_prev))
+                h = self._cell.step(self._cell.params(self._param_tensors()), library_array(x_t),
+                                    library_array(h_prev))
             except (TypeError, ValueError) as error:
                 raise _library_error(self._cell, error) from None
-        return from_library(h)
+            return from_library(h)
 
     @classmethod
     def from_params(cls, params, *, device=None):
