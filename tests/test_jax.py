@@ -11,7 +11,7 @@ jax = pytest.importorskip("jax", reason="the JAX adapter needs jax (the jax extr
 import jax.numpy as jnp  # noqa: E402
 
 import logscan.jax as lj  # noqa: E402
-from logscan.jax import _ffi  # noqa: E402
+from logscan.jax import _buffers  # noqa: E402
 
 scan_module = sys.modules["logscan.jax.scan"]  # the module, which the package's function of that name hides
 
@@ -169,16 +169,16 @@ def _loss_one(log_a, log_b, log_h0):
     return jnp.sum(jnp.sin(lj.scan(log_a, log_b, axis=0, log_h0=log_h0)))
 
 
-def test_jit_matches_eager_and_runs_as_the_ffi_custom_call():
+def test_jit_matches_eager_and_computes_on_xlas_buffers():
     log_a, log_b, log_h0 = _batch()
     function = lambda a, b, h0: lj.scan(a, b, axis=-2, log_h0=h0, reverse=True)  # noqa: E731
     np.testing.assert_array_equal(jax.jit(function)(log_a, log_b, log_h0), function(log_a, log_b, log_h0))
     grad = jax.grad(lambda *xs: jnp.sum(function(*xs)), (0, 1, 2))
     for eager, jitted in zip(grad(log_a, log_b, log_h0), jax.jit(grad)(log_a, log_b, log_h0), strict=True):
         np.testing.assert_array_equal(jitted, eager)
-    assert _ffi.AVAILABLE, _ffi.UNAVAILABLE_BECAUSE
+    assert _buffers.AVAILABLE
     lowered = jax.jit(grad).lower(log_a, log_b, log_h0).as_text()
-    assert lowered.count(_ffi.TARGET) == 2  # the forward and the backward, nothing else
+    assert lowered.count(_buffers.TARGET) == 2  # the forward and the backward, nothing else
 
 
 def test_vmap_and_vmap_of_grad_match_a_loop():
@@ -227,26 +227,26 @@ def test_the_host_callback_route_gives_the_same_results(monkeypatch):
     log_a, log_b, log_h0 = _batch()
     grad = jax.grad(_loss_one, (0, 1, 2))
     want = [grad(log_a, log_b[0], log_h0[0]), jax.vmap(grad, in_axes=(None, 0, 0))(log_a, log_b, log_h0)]
-    monkeypatch.setattr(_ffi, "AVAILABLE", False)
+    monkeypatch.setattr(_buffers, "AVAILABLE", False)
     scan_module._staged.clear_cache()
     try:
         lowered = jax.jit(grad).lower(log_a, log_b[0], log_h0[0]).as_text()
-        assert _ffi.TARGET not in lowered
+        assert _buffers.TARGET not in lowered
         got = [jax.jit(grad)(log_a, log_b[0], log_h0[0]),
                jax.jit(jax.vmap(grad, in_axes=(None, 0, 0)))(log_a, log_b, log_h0)]
     finally:
         monkeypatch.undo()
         scan_module._staged.clear_cache()
-    assert _ffi.TARGET in jax.jit(lambda *xs: grad(*xs)).lower(log_a, log_b[0], log_h0[0]).as_text()
+    assert _buffers.TARGET in jax.jit(lambda *xs: grad(*xs)).lower(log_a, log_b[0], log_h0[0]).as_text()
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_array_equal(g, w)
 
 
-def test_an_error_inside_the_custom_call_is_an_xla_error_not_a_crash():
+def test_an_error_inside_the_buffer_callback_is_an_exception_not_a_crash():
     x = jnp.zeros((2, 5))
     shapes = (jax.ShapeDtypeStruct(x.shape, x.dtype),)
-    bad = jax.jit(lambda x: _ffi.call("log_scan", [x, x], shapes, axis=-1, reverse=False, method="no-such-method"))
-    with pytest.raises(Exception, match="logscan.jax: ValueError: logscan.scan: unknown method 'no-such-method'"):
+    bad = jax.jit(lambda x: _buffers.call("log_scan", [x, x], shapes, axis=-1, reverse=False, method="no-such-method"))
+    with pytest.raises(Exception, match="logscan.scan: unknown method 'no-such-method'"):
         jax.block_until_ready(bad(x))
 
 

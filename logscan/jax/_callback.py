@@ -1,12 +1,12 @@
 """The host-callback route of the JAX adapter: ``jax.pure_callback`` to the library on the CPU.
 
-Jitted code runs it on every platform but the CPU (where :mod:`logscan.jax._ffi`
-runs instead), and on the CPU too where the FFI target could not be
-registered. At run time jax copies each input into a fresh CPU array (from a
-GPU: a device-to-host transfer), the library computes on NumPy views of those
-and allocates its results, and jax copies each result into the output buffer
-(to a GPU: a host-to-device transfer). The computation itself is the CPU
-backend's, whatever the platform.
+Jitted code runs it on every platform but the CPU (where
+:mod:`logscan.jax._buffers` runs instead), and on the CPU too where jax has no
+``buffer_callback``. At run time jax copies each input into a fresh CPU array
+(from a GPU: a device-to-host transfer), the library computes on NumPy views
+of those and allocates its results, and jax copies each result into the
+output buffer (to a GPU: a host-to-device transfer). The computation itself
+is the CPU backend's, whatever the platform.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The one library call behind every route of the JAX adapter: an op of the front door on arrays it takes.
 
-The XLA FFI handler (:mod:`logscan.jax._ffi`) calls it on NumPy views of
+The buffer callback (:mod:`logscan.jax._buffers`) calls it on NumPy views of
 XLA's buffers with ``out`` set to the result buffers; the host callback
 (:mod:`logscan.jax._callback`) on NumPy views of the callback's arguments,
 letting the library allocate; an eager call on GPU arrays on the ``jax.Array``

@@ -16,8 +16,9 @@ How an op runs:
 
 - **Staged (inside jit, grad, vmap; and eager calls on the CPU)**: the op is
   put into the XLA program through :func:`jax.lax.platform_dependent`. On the
-  CPU it is an XLA FFI custom call (:mod:`logscan.jax._ffi`): the library
-  computes on XLA's own buffers, with no copy in or out. On any other
+  CPU it is a :func:`jax.experimental.buffer_callback`
+  (:mod:`logscan.jax._buffers`): the library computes on XLA's own buffers,
+  with no copy in or out. On any other
   platform it is a :func:`jax.pure_callback` (:mod:`logscan.jax._callback`):
   the inputs travel to the host, the CPU backend computes, the results travel
   back; a host round trip, stated in the documentation of every function.
@@ -33,6 +34,7 @@ is not batched is repeated along the batch, a copy).
 
 from __future__ import annotations
 
+import atexit
 import functools
 from typing import NamedTuple
 
@@ -40,12 +42,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from logscan import registry
-from logscan.jax import _callback, _ffi, _host
+from logscan import _arrays, registry
+from logscan.jax import _buffers, _callback, _host
 
 _FLOATS = tuple(jnp.dtype(t) for t in (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64))
 _COMPUTED_IN_FLOAT32 = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
-_STATE_NAMES = {"log_scan": "log_h0", "linear_scan": "h0"}
 
 
 class _Options(NamedTuple):
@@ -65,19 +66,42 @@ def _result_shapes(op, arrays):
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _staged(op, options, arrays):
-    """``op`` in the XLA program: an FFI custom call on the CPU, a host callback on other platforms."""
+    """``op`` in the XLA program: a buffer callback on the CPU, a host callback on other platforms."""
+    _STAGED.add(op)
     shapes = _result_shapes(op, arrays)
     via_callback = functools.partial(_callback.call, op, result_shapes=shapes, **options._asdict())
-    if not _ffi.AVAILABLE:
+    if not _buffers.AVAILABLE:
         return tuple(via_callback(arrays))
-    via_ffi = functools.partial(_ffi.call, op, result_shapes=shapes, **options._asdict())
-    return tuple(jax.lax.platform_dependent(arrays, cpu=via_ffi, default=via_callback))
+    in_place = functools.partial(_buffers.call, op, result_shapes=shapes, **options._asdict())
+    return tuple(jax.lax.platform_dependent(arrays, cpu=in_place, default=via_callback))
+
+
+_STAGED = set()  # the ops staged so far: once there is one, computations may run Python
+
+
+@atexit.register
+def _finish_running_computations():
+    """At exit, wait for the computations still running, while the interpreter is intact.
+
+    A staged op runs Python on an XLA thread (a buffer or host callback);
+    were the interpreter finalized under it, the process would abort. Exit
+    handlers run in reverse order of registration, so this one runs before
+    jax's own, which tear the backends down. A computation whose results
+    are all gone already is not waited for.
+    """
+    if not _STAGED:
+        return
+    for array in jax.live_arrays():
+        try:
+            array.block_until_ready()
+        except Exception:  # noqa: BLE001  (a deleted or failed array: nothing left to wait for)
+            continue
 
 
 def _eager_on_gpu(arrays):
-    """True for concrete arrays (no transformation) that all live on a GPU."""
-    return all(isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer)
-               and all(device.platform == "gpu" for device in x.devices()) for x in arrays)
+    """True for concrete arrays (no transformation), each on one CUDA device (DLPack cannot export a sharded one)."""
+    return all(isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and len(x.devices()) == 1
+               and _arrays.is_cuda_dlpack(x) for x in arrays)
 
 
 def _run(op, options, arrays):
