@@ -1,5 +1,5 @@
 """logscan.jax: values and gradients against a jax.lax.scan loop that JAX differentiates, under jit, grad and vmap;
-half-precision dtypes; the XLA custom call on the CPU and the host-callback route; the error paths."""
+half-precision dtypes; the buffer callback on the CPU and the host-callback route; the error paths."""
 
 import sys
 
@@ -48,12 +48,8 @@ def reference(kind, first, second, state, axis, reverse):
 
 def _inputs(kind, shape_a, shape_b, state_shape, dtype, seed=0):
     rng = np.random.default_rng(seed)
-    if kind == "log":
-        first = np.log(rng.uniform(0.5, 1.0, shape_a))
-        second = rng.standard_normal(shape_b)
-    else:
-        first = rng.uniform(-1.0, 1.0, shape_a)
-        second = rng.standard_normal(shape_b)
+    first = np.log(rng.uniform(0.5, 1.0, shape_a)) if kind == "log" else rng.uniform(-1.0, 1.0, shape_a)
+    second = rng.standard_normal(shape_b)
     state = None if state_shape is None else rng.standard_normal(state_shape)
     cast = lambda x: None if x is None else jnp.asarray(x, dtype)  # noqa: E731
     return cast(first), cast(second), cast(state)
