@@ -94,3 +94,30 @@ class TorchMinGRU(Timing):
 
     def peakmem_forward_backward(self, implementation, shape_id):
         self.time_forward_backward(implementation, shape_id)
+
+
+class TorchSmallCall:
+    """A small call, as in a step loop: ``logscan.torch.scan`` on a (1, 4, 16) float32 tensor beside
+    ``logscan.scan`` on the same NumPy array (what the torch glue adds: checks and one custom-op dispatch)."""
+
+    params = [["logscan.torch.scan", "logscan.scan"]]
+    param_names = ["implementation"]
+
+    def setup(self, implementation):
+        try:
+            import torch
+        except ImportError:
+            raise NotImplementedError("torch is not installed") from None
+        import logscan
+        import logscan.torch
+
+        log_a, log_b = log_gates((1, 4, 16))
+        if implementation == "logscan.scan":
+            self.call = lambda: logscan.scan(log_a, log_b, axis=AXIS)
+        else:
+            tensors = torch.from_numpy(log_a), torch.from_numpy(log_b)
+            self.call = lambda: logscan.torch.scan(*tensors, dim=AXIS)
+        self.call()  # numba loads its kernels here
+
+    def time_scan(self, implementation):
+        self.call()
