@@ -27,6 +27,31 @@ def compiler() -> str | None:
     return shutil.which("g++")
 
 
+# What the emulation needs of the compiler (C++20, _Float16, threads), and nothing of the kernels.
+_PROBE = """#include <thread>
+#include <span>
+_Float16 half_of(float x) { return static_cast<_Float16>(x); }
+int main() { std::thread t([] {}); t.join(); return static_cast<float>(half_of(1.0f)) == 1.0f ? 0 : 1; }
+"""
+
+
+def toolchain_problem() -> str | None:
+    """None when g++ can build the emulation (a trivial program using what it needs compiles and runs),
+    else why not. Only this decides a skip: a kernel file that fails to build is a test failure."""
+    if compiler() is None:
+        return "g++ is not on PATH"
+    with tempfile.TemporaryDirectory() as directory:
+        program, binary = Path(directory) / "probe.cpp", Path(directory) / "probe"
+        program.write_text(_PROBE)
+        built = subprocess.run([compiler(), "-std=c++20", "-pthread", str(program), "-o", str(binary)],
+                               capture_output=True, text=True, check=False)
+        if built.returncode != 0:
+            return f"g++ cannot build a C++20 program with _Float16 and std::thread: {built.stderr[-500:]}"
+        if subprocess.run([str(binary)], check=False).returncode != 0:
+            return "a C++20 program built by g++ did not run correctly"
+    return None
+
+
 def _program(module, files, defines):
     names = [name for file in files for name in module.name_expressions(file)]
     lines = [f"#define {name} 1" for name in defines] + ['#include "emulator.h"']
@@ -63,8 +88,11 @@ def build(module, directory: Path | None = None, *, defines=(), files=None):
     if not library.exists():
         program = directory / f"kernels-{digest}.cpp"
         program.write_text(text)
-        subprocess.run([compiler(), "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-w",
-                        "-x", "c++", f"-I{HERE}", str(program), "-o", str(library) + ".tmp"], check=True)
+        built = subprocess.run([compiler(), "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-w",
+                                "-x", "c++", f"-I{HERE}", str(program), "-o", str(library) + ".tmp"],
+                               capture_output=True, text=True, check=False)
+        if built.returncode != 0:
+            raise RuntimeError(f"the emulated kernels do not compile ({program}):\n{built.stderr[-4000:]}")
         Path(str(library) + ".tmp").rename(library)
     lib = ctypes.CDLL(str(library))
     return {name: _Launcher(getattr(lib, f"emulated_{k}")) for k, name in enumerate(names)}
