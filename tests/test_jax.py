@@ -13,7 +13,7 @@ import jax.numpy as jnp  # noqa: E402
 import logscan.jax as lj  # noqa: E402
 from logscan.jax import _buffers  # noqa: E402
 
-scan_module = sys.modules["logscan.jax.scan"]  # the module, which the package's function of that name hides
+scan_module = sys.modules["logscan.jax.scans"]
 
 OPS = {"log": (lj.scan, "log_h0"), "linear": (lj.linear_scan, "h0")}
 # float64 to the rounding of a few dozen steps; float32 against the float64 reference, a few ulp * log2 T

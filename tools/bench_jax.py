@@ -83,7 +83,7 @@ def main():
     jitted = {"logscan.jax.scan": jax.jit(ours), "associative_scan": jax.jit(associative)}
     both = {"logscan.jax.scan": forward_backward(ours), "associative_scan": forward_backward(associative)}
     if _buffers.AVAILABLE:  # the callback route: traced and compiled now, while the in-place route is off
-        staged = sys.modules["logscan.jax.scan"]._staged
+        staged = sys.modules["logscan.jax.scans"]._staged
         _buffers.AVAILABLE = False
         staged.clear_cache()
         jitted["pure_callback route"] = jax.jit(ours_via_callback)

@@ -8,6 +8,6 @@ the CPU they are XLA custom calls that compute on XLA's own buffers; see
 :doc:`/jax` for what a call does and costs on each platform.
 """
 
-from logscan.jax.scan import linear_scan, logcumsumexp, scan
+from logscan.jax.scans import linear_scan, logcumsumexp, scan
 
 __all__ = ["linear_scan", "logcumsumexp", "scan"]

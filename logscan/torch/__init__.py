@@ -9,7 +9,7 @@ eager mode, under :func:`torch.compile` (``fullgraph=True``) and with
 """
 
 from logscan.torch.minrnn import MinGRU, MinLSTM
-from logscan.torch.scan import linear_scan, logcumsumexp, scan
+from logscan.torch.scans import linear_scan, logcumsumexp, scan
 
 __all__ = ["linear_scan", "logcumsumexp", "scan"]
 __all__ += ["MinGRU", "MinLSTM"]
