@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="the torch adapter needs torch (the peers extra)")
+torch = pytest.importorskip("torch", reason="the torch adapter needs torch (the torch extra)")
 
 from logscan.torch import MinGRU  # noqa: E402
 
